@@ -1,0 +1,171 @@
+//! Settings read from the environment.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// The daemon address when `AWS_XRAY_DAEMON_ADDRESS` is not set.
+pub(crate) const DEFAULT_DAEMON_ADDRESS: &str = "127.0.0.1:2000";
+
+pub(crate) const ENV_DAEMON_ADDRESS: &str = "AWS_XRAY_DAEMON_ADDRESS";
+pub(crate) const ENV_TRACE_ID: &str = "_X_AMZN_TRACE_ID";
+const ENV_SDK_ENABLED: &str = "AWS_XRAY_SDK_ENABLED";
+const ENV_TRACE_DISABLED: &str = "POWERTOOLS_TRACE_DISABLED";
+const ENV_SERVICE_NAME: &str = "POWERTOOLS_SERVICE_NAME";
+const ENV_CAPTURE_RESPONSE: &str = "POWERTOOLS_TRACER_CAPTURE_RESPONSE";
+const ENV_CAPTURE_ERROR: &str = "POWERTOOLS_TRACER_CAPTURE_ERROR";
+const ENV_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+const ENV_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
+const ENV_SAM_LOCAL: &str = "AWS_SAM_LOCAL";
+
+/// The service name Powertools uses when none is configured.
+pub(crate) const DEFAULT_SERVICE_NAME: &str = "service_undefined";
+
+/// A daemon address that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressError {
+    value: String,
+    reason: String,
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "X-Ray daemon address {:?} is not usable ({}); expected `host:port` or \
+             `tcp:host:port udp:host:port`",
+            self.value, self.reason
+        )
+    }
+}
+
+impl std::error::Error for AddressError {}
+
+/// Parses a daemon address: `host:port`, or `tcp:host:port udp:host:port` in either
+/// order (the UDP part is the one documents go to). Host names are resolved once, here.
+pub(crate) fn parse_daemon_address(value: &str) -> Result<SocketAddr, AddressError> {
+    let err = |reason: &str| AddressError {
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let udp = match parts.as_slice() {
+        [single] if !single.starts_with("tcp:") && !single.starts_with("udp:") => *single,
+        [a, b] => {
+            let (mut udp, mut tcp) = (None, None);
+            for p in [a, b] {
+                if let Some(rest) = p.strip_prefix("udp:") {
+                    udp = Some(rest);
+                } else if let Some(rest) = p.strip_prefix("tcp:") {
+                    tcp = Some(rest);
+                }
+            }
+            match (udp, tcp) {
+                (Some(u), Some(_)) => u,
+                _ => return Err(err("needs one tcp: and one udp: part")),
+            }
+        }
+        [] => return Err(err("empty")),
+        _ => return Err(err("unrecognised form")),
+    };
+    let Some((host, port)) = udp.rsplit_once(':') else {
+        return Err(err("no port"));
+    };
+    if host.is_empty() {
+        return Err(err("no host"));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(err("port is not a number from 0 to 65535"));
+    }
+    udp.to_socket_addrs()
+        .map_err(|e| err(&e.to_string()))?
+        .next()
+        .ok_or_else(|| err("host resolves to no address"))
+}
+
+/// The daemon address from the environment, or the default.
+pub(crate) fn daemon_address_from_env() -> Result<SocketAddr, AddressError> {
+    match std::env::var(ENV_DAEMON_ADDRESS) {
+        Ok(v) => parse_daemon_address(&v),
+        Err(_) => parse_daemon_address(DEFAULT_DAEMON_ADDRESS),
+    }
+}
+
+/// Reads a boolean switch; `None` when unset or unreadable (with a warning).
+fn env_bool(name: &str) -> Option<bool> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        "" => None,
+        _ => {
+            tracing::warn!("{name}={value:?} is not a boolean; ignoring it");
+            None
+        }
+    }
+}
+
+/// Whether tracing is switched on (`AWS_XRAY_SDK_ENABLED` and
+/// `POWERTOOLS_TRACE_DISABLED`).
+pub(crate) fn tracing_enabled() -> bool {
+    env_bool(ENV_SDK_ENABLED) != Some(false) && env_bool(ENV_TRACE_DISABLED) != Some(true)
+}
+
+/// Whether this process runs inside Lambda (including SAM local).
+pub(crate) fn in_lambda() -> bool {
+    std::env::var_os(ENV_FUNCTION_NAME).is_some() || std::env::var_os(ENV_TASK_ROOT).is_some()
+}
+
+/// Whether this is `sam local invoke` / `start-api`, which send no trace header.
+#[allow(dead_code)] // Local traces under SAM come with the local tooling.
+pub(crate) fn sam_local() -> bool {
+    env_bool(ENV_SAM_LOCAL) == Some(true)
+}
+
+pub(crate) fn function_name() -> Option<String> {
+    std::env::var(ENV_FUNCTION_NAME).ok().filter(|s| !s.is_empty())
+}
+
+pub(crate) fn service_name() -> Option<String> {
+    std::env::var(ENV_SERVICE_NAME).ok().filter(|s| !s.is_empty())
+}
+
+pub(crate) fn capture_response() -> Option<bool> {
+    env_bool(ENV_CAPTURE_RESPONSE)
+}
+
+pub(crate) fn capture_error() -> Option<bool> {
+    env_bool(ENV_CAPTURE_ERROR)
+}
+
+pub(crate) fn trace_id_env() -> Option<String> {
+    std::env::var(ENV_TRACE_ID).ok().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port() {
+        assert_eq!(parse_daemon_address("127.0.0.1:2000").unwrap(), "127.0.0.1:2000".parse().unwrap());
+        assert_eq!(parse_daemon_address(" 169.254.79.129:2000 ").unwrap().port(), 2000);
+        assert_eq!(parse_daemon_address("[::1]:3000").unwrap(), "[::1]:3000".parse().unwrap());
+        assert_eq!(parse_daemon_address("localhost:2000").unwrap().port(), 2000);
+    }
+
+    #[test]
+    fn tcp_udp_forms_in_either_order() {
+        let want: SocketAddr = "127.0.0.1:2001".parse().unwrap();
+        assert_eq!(parse_daemon_address("tcp:127.0.0.1:2000 udp:127.0.0.1:2001").unwrap(), want);
+        assert_eq!(parse_daemon_address("udp:127.0.0.1:2001 tcp:127.0.0.1:2000").unwrap(), want);
+    }
+
+    #[test]
+    fn bad_addresses_say_why() {
+        for bad in ["", "2000", "127.0.0.1", "127.0.0.1:notaport", "127.0.0.1:70000", ":2000",
+            "udp:127.0.0.1:2000", "tcp:1.2.3.4:1 tcp:1.2.3.4:2", "a:1 b:2 c:3"] {
+            let e = parse_daemon_address(bad).unwrap_err();
+            assert!(e.to_string().contains("host:port"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Turning Rust errors and panics into X-Ray exceptions.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt::Debug;
+use std::panic::Location;
+use std::sync::Once;
+
+use crate::document::{Exception, StackFrame};
+use crate::id::SegmentId;
+
+/// Longest `source()` chain followed, so a cyclic or runaway chain cannot stall a handler.
+const MAX_CHAIN: usize = 32;
+/// `type` of an exception recorded for a panic.
+pub(crate) const PANIC_TYPE: &str = "panic";
+/// `type` when nothing better is known.
+const UNKNOWN_TYPE: &str = "Error";
+
+/// The exceptions for `err` and its `source()` chain, outermost first, each pointing at
+/// the next through `cause`. `at` becomes the first exception's stack frame.
+pub(crate) fn from_error<E: Error + ?Sized>(err: &E, at: Option<&Location<'_>>) -> Vec<Exception> {
+    let top_type = short_type_name(std::any::type_name::<E>())
+        .unwrap_or_else(|| type_from_debug(&format!("{err:?}")));
+    let mut out = vec![exception(top_type, err.to_string(), at)];
+    let mut next = err.source();
+    while let Some(src) = next {
+        if out.len() >= MAX_CHAIN {
+            break;
+        }
+        out.push(exception(type_of_dyn(src), src.to_string(), None));
+        next = src.source();
+    }
+    link(&mut out);
+    out
+}
+
+/// The exceptions for a handler's error of any type the Lambda runtime accepts. The
+/// boxed errors `lambda_runtime::Error` and `Box<dyn Error>` give their full chain;
+/// other types give their type name and `Debug` text.
+pub(crate) fn from_handler_error<E: Debug + 'static>(err: &E) -> Vec<Exception> {
+    let any = err as &dyn Any;
+    if let Some(e) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
+        return from_error(&**e, None);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn Error + Send>>() {
+        return from_error(&**e, None);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn Error>>() {
+        return from_error(&**e, None);
+    }
+    if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        return from_error(e, None);
+    }
+    if let Some(d) = any.downcast_ref::<lambda_runtime::Diagnostic>() {
+        let kind = short_type_name(&d.error_type).unwrap_or_else(|| d.error_type.clone());
+        return vec![exception(kind, d.error_message.clone(), None)];
+    }
+    let message = if let Some(s) = any.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = any.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else {
+        format!("{err:?}")
+    };
+    let kind = short_type_name(std::any::type_name::<E>()).unwrap_or_else(|| UNKNOWN_TYPE.into());
+    let kind = if kind == "String" || kind == "&str" { UNKNOWN_TYPE.into() } else { kind };
+    vec![exception(kind, message, None)]
+}
+
+/// The exception for a panic: the message from its payload when the caller caught one,
+/// else from what the panic hook saw unwinding through this thread; the location from
+/// the hook.
+pub(crate) fn from_panic(payload: Option<&(dyn Any + Send)>) -> Exception {
+    let record = last_panic();
+    let message = match (payload, &record) {
+        (Some(p), _) => panic_message(p),
+        (None, Some(r)) => r.message.clone(),
+        (None, None) => PANIC_TYPE.to_owned(),
+    };
+    Exception {
+        id: SegmentId::random(),
+        message,
+        kind: PANIC_TYPE.into(),
+        remote: false,
+        cause: None,
+        stack: record
+            .map(|p| StackFrame {
+                path: p.file,
+                line: p.line,
+                label: PANIC_TYPE.into(),
+            })
+            .into_iter()
+            .collect(),
+        truncated: None,
+    }
+}
+
+fn exception(kind: String, message: String, at: Option<&Location<'_>>) -> Exception {
+    Exception {
+        id: SegmentId::random(),
+        message,
+        kind,
+        remote: false,
+        cause: None,
+        stack: at
+            .map(|l| StackFrame {
+                path: l.file().to_owned(),
+                line: l.line(),
+                label: "record_error".into(),
+            })
+            .into_iter()
+            .collect(),
+        truncated: None,
+    }
+}
+
+fn link(chain: &mut [Exception]) {
+    for i in 1..chain.len() {
+        chain[i - 1].cause = Some(chain[i].id);
+    }
+}
+
+/// `my_crate::errors::Wrapper<alloc::string::String>` → `Wrapper<String>`. `None` for
+/// trait objects, whose real type only the value can tell.
+pub(crate) fn short_type_name(full: &str) -> Option<String> {
+    if full.starts_with("dyn ") || full.contains("<dyn ") || full.starts_with("&dyn ") {
+        return None;
+    }
+    let mut out = String::with_capacity(full.len());
+    let mut segment_start = 0;
+    for (i, c) in full.char_indices() {
+        match c {
+            ':' => segment_start = i + 1,
+            '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | ';' | '&' => {
+                out.push_str(&full[segment_start..i]);
+                out.push(c);
+                segment_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&full[segment_start..]);
+    Some(out)
+}
+
+/// The type of an error seen only as `dyn Error`: known std types by downcast, else the
+/// leading identifier of its `Debug` text (`ParseIntError { .. }` → `ParseIntError`).
+fn type_of_dyn(err: &(dyn Error + 'static)) -> String {
+    if err.is::<std::io::Error>() {
+        return "io::Error".into();
+    }
+    type_from_debug(&format!("{err:?}"))
+}
+
+fn type_from_debug(debug: &str) -> String {
+    let ident: &str = match debug.find(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        Some(end) => {
+            let rest = &debug[end..];
+            if rest.starts_with('(') || rest.starts_with(" {") {
+                &debug[..end]
+            } else {
+                ""
+            }
+        }
+        None => debug,
+    };
+    if ident.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') {
+        ident.to_owned()
+    } else {
+        UNKNOWN_TYPE.to_owned()
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PanicRecord {
+    message: String,
+    file: String,
+    line: u32,
+    /// The exception the first subsegment it unwound through recorded for it.
+    exception: Option<SegmentId>,
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<PanicRecord>> = const { RefCell::new(None) };
+}
+
+fn last_panic() -> Option<PanicRecord> {
+    LAST_PANIC
+        .try_with(|p| p.try_borrow().ok().and_then(|r| r.clone()))
+        .ok()
+        .flatten()
+}
+
+/// The id of the exception already recorded for the panic now unwinding, if any.
+/// The hook resets the record at every panic, and `resume_unwind` (how a caught panic
+/// keeps unwinding) does not run the hook, so the record stays this panic's throughout.
+pub(crate) fn recorded_panic_exception() -> Option<SegmentId> {
+    last_panic().and_then(|p| p.exception)
+}
+
+pub(crate) fn set_recorded_panic_exception(id: SegmentId) {
+    let _ = LAST_PANIC.try_with(|p| {
+        if let Ok(mut slot) = p.try_borrow_mut() {
+            if let Some(r) = slot.as_mut() {
+                r.exception = Some(id);
+            }
+        }
+    });
+}
+
+/// Chains a panic hook that remembers where the latest panic on each thread happened, so
+/// the subsegments it unwinds through can record the location. The previous hook still
+/// runs, so panics print and behave exactly as before.
+pub(crate) fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let record = PanicRecord {
+                message: panic_message(info.payload()),
+                file: info.location().map(|l| l.file().to_owned()).unwrap_or_default(),
+                line: info.location().map(|l| l.line()).unwrap_or(0),
+                exception: None,
+            };
+            // `try_with`: the hook may run while the thread is being torn down.
+            let _ = LAST_PANIC.try_with(|p| {
+                if let Ok(mut slot) = p.try_borrow_mut() {
+                    *slot = Some(record);
+                }
+            });
+            previous(info);
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt;
+
+    #[derive(Debug)]
+    struct Outer(Middle);
+    #[derive(Debug)]
+    struct Middle {
+        inner: std::num::ParseIntError,
+    }
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("could not load user")
+        }
+    }
+    impl fmt::Display for Middle {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bad id")
+        }
+    }
+    impl Error for Outer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    impl Error for Middle {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.inner)
+        }
+    }
+
+    fn chain() -> Outer {
+        Outer(Middle { inner: "x".parse::<u32>().unwrap_err() })
+    }
+
+    #[test]
+    fn source_chain_becomes_linked_exceptions() {
+        let ex = from_error(&chain(), Some(Location::caller()));
+        assert_eq!(ex.len(), 3);
+        assert_eq!(ex[0].kind, "Outer");
+        assert_eq!(ex[0].message, "could not load user");
+        assert_eq!(ex[1].kind, "Middle");
+        assert_eq!(ex[2].kind, "ParseIntError");
+        assert_eq!(ex[0].cause, Some(ex[1].id));
+        assert_eq!(ex[1].cause, Some(ex[2].id));
+        assert_eq!(ex[2].cause, None);
+        assert_eq!(ex[0].stack[0].path, file!());
+    }
+
+    #[test]
+    fn boxed_handler_errors_keep_their_chain() {
+        let boxed: lambda_runtime::Error = Box::new(chain());
+        let ex = from_handler_error(&boxed);
+        assert_eq!(ex.len(), 3);
+        assert_eq!(ex[0].kind, "Outer");
+        assert_eq!(ex[0].message, "could not load user");
+    }
+
+    #[test]
+    fn other_handler_errors() {
+        let ex = from_handler_error(&String::from("plain"));
+        assert_eq!((ex[0].kind.as_str(), ex[0].message.as_str()), ("Error", "plain"));
+        let d = lambda_runtime::Diagnostic { error_type: "my::Kind".into(), error_message: "m".into() };
+        let ex = from_handler_error(&d);
+        assert_eq!((ex[0].kind.as_str(), ex[0].message.as_str()), ("Kind", "m"));
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        enum Custom {
+            Invalid { field: &'static str },
+        }
+        let ex = from_handler_error(&Custom::Invalid { field: "email" });
+        assert_eq!(ex[0].kind, "Custom");
+        assert_eq!(ex[0].message, r#"Invalid { field: "email" }"#);
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(short_type_name("a::b::Wrapper<alloc::string::String, c::D>").unwrap(), "Wrapper<String, D>");
+        assert_eq!(short_type_name("dyn core::error::Error + Send"), None);
+        assert_eq!(type_from_debug("ParseIntError { kind: InvalidDigit }"), "ParseIntError");
+        assert_eq!(type_from_debug("NotFound(\"x\")"), "NotFound");
+        assert_eq!(type_from_debug("Timeout"), "Timeout");
+        assert_eq!(type_from_debug("\"quoted\""), "Error");
+        assert_eq!(type_from_debug("Custom { kind: Other }"), "Custom");
+    }
+
+    #[test]
+    fn cyclic_chains_are_bounded() {
+        #[derive(Debug)]
+        struct Loop;
+        impl fmt::Display for Loop {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("loop")
+            }
+        }
+        static LOOP: Loop = Loop;
+        impl Error for Loop {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&LOOP)
+            }
+        }
+        assert_eq!(from_error(&Loop, None).len(), MAX_CHAIN);
+    }
+
+    #[test]
+    fn panics_carry_message_and_location() {
+        install_panic_hook();
+        let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        let ex = from_panic(Some(&*payload));
+        assert_eq!(ex.kind, "panic");
+        assert_eq!(ex.message, "boom 7");
+        assert_eq!(ex.stack[0].path, file!());
+        assert!(ex.stack[0].line > 0);
+    }
+}

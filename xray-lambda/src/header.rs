@@ -1,0 +1,357 @@
+//! The `X-Amzn-Trace-Id` header: `Root=…;Parent=…;Sampled=…` plus fields to pass on.
+
+use std::fmt;
+
+use crate::id::{SegmentId, TraceId};
+
+/// The sampling decision carried by a trace header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// `Sampled=1`: record and send.
+    Sampled,
+    /// `Sampled=0`: record nothing, but keep propagating the header.
+    NotSampled,
+    /// `Sampled=?` or absent: the decision is deferred. Inside Lambda this means not
+    /// sampled (Lambda always decides before the function runs).
+    Requested,
+}
+
+impl Sampling {
+    fn as_str(self) -> &'static str {
+        match self {
+            Sampling::Sampled => "1",
+            Sampling::NotSampled => "0",
+            Sampling::Requested => "?",
+        }
+    }
+}
+
+/// A parsed trace header.
+///
+/// Unknown fields (Lambda's `Lineage`, anything a future service adds) are kept verbatim
+/// and in order so they can be passed on unchanged; `Self=` is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceHeader {
+    root: TraceId,
+    parent: Option<SegmentId>,
+    sampling: Sampling,
+    /// Extra `key=value` fields joined with `;`, without spaces.
+    extra: String,
+}
+
+/// Why a trace header was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// There is no `Root=` field.
+    MissingRoot,
+    /// `Root=` is not a valid trace id.
+    InvalidRoot(String),
+    /// `Parent=` is not 16 hex digits (or is all zeros).
+    InvalidParent(String),
+    /// `Root` or `Parent` appears twice.
+    Duplicate(&'static str),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::MissingRoot => f.write_str("trace header has no Root"),
+            HeaderError::InvalidRoot(v) => write!(f, "trace header Root {v:?} is not a trace id"),
+            HeaderError::InvalidParent(v) => {
+                write!(f, "trace header Parent {v:?} is not a 16-hex-digit id")
+            }
+            HeaderError::Duplicate(k) => write!(f, "trace header has {k} twice"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+const ROOT: &str = "Root";
+const PARENT: &str = "Parent";
+const SAMPLED: &str = "Sampled";
+const SELF: &str = "Self";
+const LINEAGE: &str = "Lineage";
+
+impl TraceHeader {
+    /// A header for `root`, optionally under `parent`.
+    pub fn new(root: TraceId, parent: Option<SegmentId>, sampling: Sampling) -> Self {
+        TraceHeader {
+            root,
+            parent,
+            sampling,
+            extra: String::new(),
+        }
+    }
+
+    /// Parses a header, tolerating spaces around `;` and `=` and a trailing `;`.
+    pub fn parse(s: &str) -> Result<Self, HeaderError> {
+        let mut root = None;
+        let mut parent = None;
+        let mut sampling = Sampling::Requested;
+        let mut extra = String::new();
+        for part in s.split(';') {
+            let Some((key, value)) = part.split_once('=') else {
+                // Empty pieces come from a trailing or doubled `;`; a bare word carries
+                // nothing we could pass on faithfully.
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            match key {
+                ROOT => {
+                    if root.is_some() {
+                        return Err(HeaderError::Duplicate(ROOT));
+                    }
+                    root = Some(
+                        TraceId::parse(value)
+                            .ok_or_else(|| HeaderError::InvalidRoot(value.to_owned()))?,
+                    );
+                }
+                PARENT => {
+                    if parent.is_some() {
+                        return Err(HeaderError::Duplicate(PARENT));
+                    }
+                    parent = Some(
+                        SegmentId::parse(value)
+                            .ok_or_else(|| HeaderError::InvalidParent(value.to_owned()))?,
+                    );
+                }
+                SAMPLED => {
+                    sampling = match value {
+                        "1" => Sampling::Sampled,
+                        "0" => Sampling::NotSampled,
+                        _ => Sampling::Requested,
+                    }
+                }
+                SELF | "" => {}
+                _ => {
+                    if !extra.is_empty() {
+                        extra.push(';');
+                    }
+                    extra.push_str(key);
+                    extra.push('=');
+                    extra.push_str(value);
+                }
+            }
+        }
+        Ok(TraceHeader {
+            root: root.ok_or(HeaderError::MissingRoot)?,
+            parent,
+            sampling,
+            extra,
+        })
+    }
+
+    /// The trace id (`Root`).
+    pub fn root(&self) -> TraceId {
+        self.root
+    }
+
+    /// The parent id (`Parent`): in Lambda, the function segment's id.
+    pub fn parent(&self) -> Option<SegmentId> {
+        self.parent
+    }
+
+    /// The sampling decision.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
+    }
+
+    /// Whether the header says to record (`Sampled=1`).
+    pub fn is_sampled(&self) -> bool {
+        self.sampling == Sampling::Sampled
+    }
+
+    /// Lambda's recursion-detection `Lineage` value, if present.
+    pub fn lineage(&self) -> Option<&str> {
+        self.extra_fields()
+            .find(|(k, _)| *k == LINEAGE)
+            .map(|(_, v)| v)
+    }
+
+    /// The fields other than `Root`, `Parent`, `Sampled` and `Self`, in order.
+    pub fn extra_fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.extra
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+    }
+
+    /// The same trace and extra fields under another parent and sampling decision: what
+    /// an outgoing call carries.
+    pub fn with_parent(&self, parent: SegmentId, sampling: Sampling) -> Self {
+        TraceHeader {
+            root: self.root,
+            parent: Some(parent),
+            sampling,
+            extra: self.extra.clone(),
+        }
+    }
+
+    pub(crate) fn extra(&self) -> &str {
+        &self.extra
+    }
+
+    pub(crate) fn from_parts(
+        root: TraceId,
+        parent: Option<SegmentId>,
+        sampling: Sampling,
+        extra: &str,
+    ) -> Self {
+        TraceHeader {
+            root,
+            parent,
+            sampling,
+            extra: extra.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for TraceHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{ROOT}={}", self.root)?;
+        if let Some(p) = self.parent {
+            write!(f, ";{PARENT}={p}")?;
+        }
+        write!(f, ";{SAMPLED}={}", self.sampling.as_str())?;
+        if !self.extra.is_empty() {
+            write!(f, ";{}", self.extra)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for TraceHeader {
+    type Err = HeaderError;
+    fn from_str(s: &str) -> Result<Self, HeaderError> {
+        TraceHeader::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LAMBDA: &str =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:0";
+
+    #[test]
+    fn parses_lambda_header() {
+        let h = TraceHeader::parse(LAMBDA).unwrap();
+        assert_eq!(h.root().to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+        assert_eq!(h.parent().unwrap().to_string(), "53995c3f42cd8ad8");
+        assert!(h.is_sampled());
+        assert_eq!(h.lineage(), Some("a87bd80c:0"));
+        assert_eq!(h.to_string(), LAMBDA);
+    }
+
+    #[test]
+    fn tolerates_spaces_and_trailing_semicolon() {
+        let h = TraceHeader::parse(
+            " Root = 1-5759e988-bd862e3fe1be46a994272793 ; Parent=53995c3f42cd8ad8 ;Sampled= 0 ; ",
+        )
+        .unwrap();
+        assert_eq!(h.sampling(), Sampling::NotSampled);
+        assert_eq!(
+            h.to_string(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+        );
+    }
+
+    #[test]
+    fn keeps_unknown_fields_in_order_and_drops_self() {
+        let h = TraceHeader::parse(
+            "Self=1-5759e988-bd862e3fe1be46a994272793;Root=1-5759e988-bd862e3fe1be46a994272793;Foo=bar;Sampled=?;Lineage=1:2",
+        )
+        .unwrap();
+        assert_eq!(h.sampling(), Sampling::Requested);
+        assert_eq!(h.parent(), None);
+        let extra: Vec<_> = h.extra_fields().collect();
+        assert_eq!(extra, vec![("Foo", "bar"), ("Lineage", "1:2")]);
+        assert_eq!(
+            h.to_string(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?;Foo=bar;Lineage=1:2"
+        );
+    }
+
+    #[test]
+    fn keys_are_case_sensitive() {
+        assert_eq!(
+            TraceHeader::parse("root=1-5759e988-bd862e3fe1be46a994272793"),
+            Err(HeaderError::MissingRoot)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_root_and_parent() {
+        assert!(matches!(
+            TraceHeader::parse("Root=1-xyz;Parent=53995c3f42cd8ad8;Sampled=1"),
+            Err(HeaderError::InvalidRoot(_))
+        ));
+        assert!(matches!(
+            TraceHeader::parse("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=zz;Sampled=1"),
+            Err(HeaderError::InvalidParent(_))
+        ));
+        assert_eq!(TraceHeader::parse(""), Err(HeaderError::MissingRoot));
+        assert_eq!(
+            TraceHeader::parse(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Root=1-5759e988-bd862e3fe1be46a994272793"
+            ),
+            Err(HeaderError::Duplicate("Root"))
+        );
+    }
+
+    #[test]
+    fn with_parent_keeps_extra_fields() {
+        let h = TraceHeader::parse(LAMBDA).unwrap();
+        let p = SegmentId::parse("1111222233334444").unwrap();
+        assert_eq!(
+            h.with_parent(p, Sampling::NotSampled).to_string(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=1111222233334444;Sampled=0;Lineage=a87bd80c:0"
+        );
+    }
+
+    fn valid_header() -> impl Strategy<Value = String> {
+        let root = ("[0-9a-f]{8}", "[0-9a-f]{24}").prop_map(|(e, r)| format!("Root=1-{e}-{r}"));
+        let parent = proptest::option::of("[0-9a-f]{15}[1-9a-f]".prop_map(|p| format!(";Parent={p}")));
+        let sampled = prop_oneof![Just("1"), Just("0"), Just("?")].prop_map(|s| format!(";Sampled={s}"));
+        let extra = proptest::collection::vec(
+            ("[A-Z][A-Za-z0-9]{0,8}", "[A-Za-z0-9:._-]{0,12}")
+                .prop_filter("reserved key", |(k, _)| {
+                    ![ROOT, PARENT, SAMPLED, SELF].contains(&k.as_str())
+                })
+                .prop_map(|(k, v)| format!(";{k}={v}")),
+            0..4,
+        );
+        (root, parent, sampled, extra)
+            .prop_map(|(r, p, s, e)| format!("{r}{}{s}{}", p.unwrap_or_default(), e.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(s in any::<String>()) {
+            let _ = TraceHeader::parse(&s);
+        }
+
+        #[test]
+        fn header_like_input_never_panics(s in "[A-Za-z0-9=; ?-]{0,120}") {
+            if let Ok(h) = TraceHeader::parse(&s) {
+                // Whatever was accepted formats to something that parses to the same.
+                prop_assert_eq!(TraceHeader::parse(&h.to_string()).unwrap(), h);
+            }
+        }
+
+        #[test]
+        fn valid_headers_round_trip(s in valid_header()) {
+            let h = TraceHeader::parse(&s).unwrap();
+            prop_assert_eq!(h.to_string(), s);
+        }
+
+        #[test]
+        fn spacing_and_trailing_semicolon_do_not_matter(s in valid_header(), trailing in any::<bool>()) {
+            let spaced = s.replace(';', " ; ").replace('=', " = ") + if trailing { ";" } else { "" };
+            prop_assert_eq!(TraceHeader::parse(&spaced).unwrap().to_string(), s);
+        }
+    }
+}
