@@ -22,8 +22,21 @@ const UNKNOWN_TYPE: &str = "Error";
 pub(crate) fn from_error<E: Error + ?Sized>(err: &E, at: Option<&Location<'_>>) -> Vec<Exception> {
     let top_type = short_type_name(std::any::type_name::<E>())
         .unwrap_or_else(|| type_from_debug(&format!("{err:?}")));
-    let mut out = vec![exception(top_type, err.to_string(), at)];
-    let mut next = err.source();
+    chain(top_type, err.to_string(), err.source(), at)
+}
+
+/// [`from_error`] for an error known only as a trait object.
+fn from_dyn_error(err: &(dyn Error + 'static)) -> Vec<Exception> {
+    chain(type_of_dyn(err), err.to_string(), err.source(), None)
+}
+
+fn chain(
+    top_type: String,
+    message: String,
+    mut next: Option<&(dyn Error + 'static)>,
+    at: Option<&Location<'_>>,
+) -> Vec<Exception> {
+    let mut out = vec![exception(top_type, message, at)];
     while let Some(src) = next {
         if out.len() >= MAX_CHAIN {
             break;
@@ -31,7 +44,9 @@ pub(crate) fn from_error<E: Error + ?Sized>(err: &E, at: Option<&Location<'_>>) 
         out.push(exception(type_of_dyn(src), src.to_string(), None));
         next = src.source();
     }
-    link(&mut out);
+    for i in 1..out.len() {
+        out[i - 1].cause = Some(out[i].id);
+    }
     out
 }
 
@@ -41,13 +56,13 @@ pub(crate) fn from_error<E: Error + ?Sized>(err: &E, at: Option<&Location<'_>>) 
 pub(crate) fn from_handler_error<E: Debug + 'static>(err: &E) -> Vec<Exception> {
     let any = err as &dyn Any;
     if let Some(e) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
-        return from_error(&**e, None);
+        return from_dyn_error(&**e);
     }
     if let Some(e) = any.downcast_ref::<Box<dyn Error + Send>>() {
-        return from_error(&**e, None);
+        return from_dyn_error(&**e);
     }
     if let Some(e) = any.downcast_ref::<Box<dyn Error>>() {
-        return from_error(&**e, None);
+        return from_dyn_error(&**e);
     }
     if let Some(e) = any.downcast_ref::<std::io::Error>() {
         return from_error(e, None);
@@ -112,12 +127,6 @@ fn exception(kind: String, message: String, at: Option<&Location<'_>>) -> Except
             .into_iter()
             .collect(),
         truncated: None,
-    }
-}
-
-fn link(chain: &mut [Exception]) {
-    for i in 1..chain.len() {
-        chain[i - 1].cause = Some(chain[i].id);
     }
 }
 

@@ -549,3 +549,222 @@ where
     let layer = XRayLayer::new().with_capture::<BufferedResponse>();
     lambda_runtime::run_concurrent(layer.layer(IntoResponse { inner: handler, types: PhantomData })).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::test_support::by_name;
+    use lambda_runtime::service_fn;
+    use serde_json::{json, Value};
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
+    const PARENT: &str = "53995c3f42cd8ad8";
+
+    struct Daemon(UdpSocket);
+
+    impl Daemon {
+        fn new() -> Self {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            Daemon(s)
+        }
+        fn layer(&self) -> XRayLayer {
+            XRayLayer::new()
+                .daemon_address(&self.0.local_addr().unwrap().to_string())
+                .service_name("users")
+                .enabled(true)
+        }
+        fn documents(&self) -> Vec<Value> {
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 70_000];
+            while let Ok(n) = self.0.recv(&mut buf) {
+                let text = std::str::from_utf8(&buf[..n]).unwrap();
+                out.push(serde_json::from_str(text.split_once('\n').unwrap().1).unwrap());
+            }
+            out
+        }
+    }
+
+    fn event(header: Option<&str>) -> LambdaEvent<Value> {
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = "req-1".into();
+        ctx.xray_trace_id = header.map(str::to_owned);
+        LambdaEvent::new(json!({"userId": "u-1"}), ctx)
+    }
+
+    fn sampled() -> String {
+        format!("Root={ROOT};Parent={PARENT};Sampled=1;Lineage=a87bd80c:0")
+    }
+
+    async fn ok_handler(e: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+        let s = crate::begin_subsegment("work");
+        s.put_annotation("user", e.payload["userId"].as_str().unwrap_or_default());
+        drop(s);
+        Ok(json!({"ok": true}))
+    }
+
+    #[tokio::test]
+    async fn handler_subsegment_under_the_function_segment() {
+        let d = Daemon::new();
+        let mut svc = d.layer().layer(service_fn(ok_handler));
+        let out = svc.call(event(Some(&sampled()))).await.unwrap();
+        assert_eq!(out, json!({"ok": true}));
+        let docs = d.documents();
+        assert_eq!(docs.len(), 2);
+        let handler = &docs[1];
+        assert!(handler["name"].as_str().unwrap().starts_with("## "));
+        assert_eq!(handler["parent_id"], PARENT);
+        assert_eq!(handler["trace_id"], ROOT);
+        assert_eq!(handler["annotations"]["Service"], "users");
+        assert!(handler["annotations"]["ColdStart"].is_boolean());
+        let response_key = format!("{} response", handler["name"].as_str().unwrap().trim_start_matches("## "));
+        assert_eq!(handler["metadata"]["users"][&response_key], json!({"ok": true}));
+        let work = by_name(&docs, "work");
+        assert_eq!(work["parent_id"], handler["id"]);
+        assert_eq!(work["annotations"]["user"], "u-1");
+    }
+
+    #[tokio::test]
+    async fn cold_start_only_on_the_first_invocation() {
+        let d = Daemon::new();
+        let mut svc = d.layer().layer(service_fn(ok_handler));
+        svc.call(event(Some(&sampled()))).await.unwrap();
+        svc.call(event(Some(&sampled()))).await.unwrap();
+        let cold: Vec<_> = d
+            .documents()
+            .iter()
+            .filter(|doc| doc["name"].as_str().unwrap().starts_with("## "))
+            .map(|doc| doc["annotations"]["ColdStart"].as_bool().unwrap())
+            .collect();
+        // Other tests in this process may have run an invocation first.
+        assert_eq!(cold.len(), 2);
+        assert!(!cold[1]);
+    }
+
+    #[tokio::test]
+    async fn errors_are_faults_with_causes_and_returned_unchanged() {
+        let d = Daemon::new();
+        let mut svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+            Err::<Value, lambda_runtime::Error>(Box::new(std::io::Error::other("disk on fire")))
+        }));
+        let err = svc.call(event(Some(&sampled()))).await.unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+        let docs = d.documents();
+        let h = &docs[0];
+        assert_eq!(h["fault"], true);
+        assert_eq!(h["cause"]["exceptions"][0]["message"], "disk on fire");
+        assert_eq!(h["cause"]["exceptions"][0]["type"], "io::Error");
+        let key = format!("{} error", h["name"].as_str().unwrap().trim_start_matches("## "));
+        assert_eq!(h["metadata"]["users"][&key], "disk on fire");
+    }
+
+    #[tokio::test]
+    async fn capture_switches_off_response_and_error_details() {
+        let d = Daemon::new();
+        let layer = d.layer().capture_response(false).capture_error(false);
+        layer.layer(service_fn(ok_handler)).call(event(Some(&sampled()))).await.unwrap();
+        let mut failing = layer.layer(service_fn(|_: LambdaEvent<Value>| async {
+            Err::<Value, _>("secret detail".to_owned())
+        }));
+        assert_eq!(failing.call(event(Some(&sampled()))).await.unwrap_err(), "secret detail");
+        let docs = d.documents();
+        let handlers: Vec<_> = docs.iter().filter(|d| d["name"].as_str().unwrap().starts_with("## ")).collect();
+        assert!(handlers[0].get("metadata").is_none());
+        assert_eq!(handlers[1]["fault"], true);
+        assert!(handlers[1].get("cause").is_none());
+        assert!(!serde_json::to_string(&docs).unwrap().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn panics_are_recorded_and_keep_unwinding() {
+        let d = Daemon::new();
+        let svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+            let _inner = crate::begin_subsegment("inner");
+            if true {
+                panic!("handler blew up");
+            }
+            Ok::<Value, lambda_runtime::Error>(Value::Null)
+        }));
+        let res = tokio::spawn(async move {
+            let mut svc = svc;
+            svc.call(event(Some(&sampled()))).await
+        })
+        .await;
+        let payload = res.unwrap_err().into_panic();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"handler blew up"));
+        let docs = d.documents();
+        let inner = by_name(&docs, "inner");
+        let handler = docs.iter().find(|d| d["name"].as_str().unwrap().starts_with("## ")).unwrap();
+        assert_eq!(inner["cause"]["exceptions"][0]["message"], "handler blew up");
+        assert_eq!(inner["cause"]["exceptions"][0]["stack"][0]["path"], file!());
+        assert_eq!(handler["fault"], true);
+        assert_eq!(handler["cause"], inner["cause"]["exceptions"][0]["id"]);
+    }
+
+    #[tokio::test]
+    async fn unsampled_missing_and_malformed_headers_send_nothing() {
+        let d = Daemon::new();
+        let mut svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+            let s = crate::begin_subsegment("work");
+            assert!(!s.is_recording());
+            Ok::<_, lambda_runtime::Error>(crate::current_trace_header().map(|h| h.to_string()))
+        }));
+        let unsampled = svc
+            .call(event(Some(&format!("Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a87bd80c:0"))))
+            .await
+            .unwrap();
+        assert_eq!(
+            unsampled.as_deref(),
+            Some(format!("Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a87bd80c:0").as_str())
+        );
+        for header in [
+            Some(format!("Root={ROOT};Parent={PARENT};Sampled=?")),
+            Some("Root=1-bad;Parent=53995c3f42cd8ad8;Sampled=1".to_owned()),
+            Some(format!("Root={ROOT};Sampled=1")),
+            None,
+        ] {
+            let out = svc.call(event(header.as_deref())).await.unwrap();
+            if header.as_deref().is_some_and(|h| h.ends_with('?')) {
+                assert!(out.is_some(), "deferred sampling still propagates");
+            } else {
+                assert_eq!(out, None);
+            }
+        }
+        assert!(d.documents().is_empty());
+        let mut disabled = d.layer().enabled(false).layer(service_fn(ok_handler));
+        disabled.call(event(Some(&sampled()))).await.unwrap();
+        assert!(d.documents().is_empty());
+    }
+
+    #[tokio::test]
+    async fn subsegments_left_open_are_ended_and_marked() {
+        let d = Daemon::new();
+        let mut svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+            let outer = crate::begin_subsegment("leaked_outer");
+            let inner = crate::begin_subsegment("leaked_inner");
+            std::mem::forget(inner);
+            std::mem::forget(outer);
+            Ok::<_, lambda_runtime::Error>(Value::Null)
+        }));
+        svc.call(event(Some(&sampled()))).await.unwrap();
+        let docs = d.documents();
+        let names: Vec<_> = docs.iter().map(|d| d["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names[..2], ["leaked_inner", "leaked_outer"]);
+        assert!(names[2].starts_with("## "));
+        for leaked in &docs[..2] {
+            assert_eq!(leaked["metadata"]["xray_lambda"]["incomplete"], "still open when the handler returned");
+        }
+        assert!(docs[2].get("metadata").map_or(true, |m| m.get("xray_lambda").is_none()));
+    }
+
+    #[tokio::test]
+    async fn bad_daemon_address_turns_tracing_off_but_not_the_handler() {
+        let mut svc = XRayLayer::new()
+            .daemon_address("not an address")
+            .enabled(true)
+            .layer(service_fn(ok_handler));
+        assert_eq!(svc.call(event(Some(&sampled()))).await.unwrap(), json!({"ok": true}));
+    }
+}
