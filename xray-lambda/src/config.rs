@@ -122,11 +122,15 @@ pub(crate) fn sam_local() -> bool {
 }
 
 pub(crate) fn function_name() -> Option<String> {
-    std::env::var(ENV_FUNCTION_NAME).ok().filter(|s| !s.is_empty())
+    std::env::var(ENV_FUNCTION_NAME)
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 pub(crate) fn service_name() -> Option<String> {
-    std::env::var(ENV_SERVICE_NAME).ok().filter(|s| !s.is_empty())
+    std::env::var(ENV_SERVICE_NAME)
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 pub(crate) fn capture_response() -> Option<bool> {
@@ -147,23 +151,49 @@ mod tests {
 
     #[test]
     fn host_port() {
-        assert_eq!(parse_daemon_address("127.0.0.1:2000").unwrap(), "127.0.0.1:2000".parse().unwrap());
-        assert_eq!(parse_daemon_address(" 169.254.79.129:2000 ").unwrap().port(), 2000);
-        assert_eq!(parse_daemon_address("[::1]:3000").unwrap(), "[::1]:3000".parse().unwrap());
+        assert_eq!(
+            parse_daemon_address("127.0.0.1:2000").unwrap(),
+            "127.0.0.1:2000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_daemon_address(" 169.254.79.129:2000 ")
+                .unwrap()
+                .port(),
+            2000
+        );
+        assert_eq!(
+            parse_daemon_address("[::1]:3000").unwrap(),
+            "[::1]:3000".parse().unwrap()
+        );
         assert_eq!(parse_daemon_address("localhost:2000").unwrap().port(), 2000);
     }
 
     #[test]
     fn tcp_udp_forms_in_either_order() {
         let want: SocketAddr = "127.0.0.1:2001".parse().unwrap();
-        assert_eq!(parse_daemon_address("tcp:127.0.0.1:2000 udp:127.0.0.1:2001").unwrap(), want);
-        assert_eq!(parse_daemon_address("udp:127.0.0.1:2001 tcp:127.0.0.1:2000").unwrap(), want);
+        assert_eq!(
+            parse_daemon_address("tcp:127.0.0.1:2000 udp:127.0.0.1:2001").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_daemon_address("udp:127.0.0.1:2001 tcp:127.0.0.1:2000").unwrap(),
+            want
+        );
     }
 
     #[test]
     fn bad_addresses_say_why() {
-        for bad in ["", "2000", "127.0.0.1", "127.0.0.1:notaport", "127.0.0.1:70000", ":2000",
-            "udp:127.0.0.1:2000", "tcp:1.2.3.4:1 tcp:1.2.3.4:2", "a:1 b:2 c:3"] {
+        for bad in [
+            "",
+            "2000",
+            "127.0.0.1",
+            "127.0.0.1:notaport",
+            "127.0.0.1:70000",
+            ":2000",
+            "udp:127.0.0.1:2000",
+            "tcp:1.2.3.4:1 tcp:1.2.3.4:2",
+            "a:1 b:2 c:3",
+        ] {
             let e = parse_daemon_address(bad).unwrap_err();
             assert!(e.to_string().contains("host:port"), "{bad}: {e}");
         }

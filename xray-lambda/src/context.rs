@@ -128,7 +128,13 @@ impl Node {
             return None;
         }
         let parent = parent.nearest_open();
-        Self::create(parent.trace.clone(), Some(parent), name, Kind::Subsegment, root)
+        Self::create(
+            parent.trace.clone(),
+            Some(parent),
+            name,
+            Kind::Subsegment,
+            root,
+        )
     }
 
     fn create(
@@ -213,7 +219,11 @@ impl Node {
         }
         let value = match value {
             AnnotationValue::Float(f) if !f.is_finite() => {
-                tracing::warn!(key, value = f, "annotation value is not a finite number; dropped");
+                tracing::warn!(
+                    key,
+                    value = f,
+                    "annotation value is not a finite number; dropped"
+                );
                 return;
             }
             AnnotationValue::String(s)
@@ -239,12 +249,18 @@ impl Node {
             return;
         }
         if sanitize::is_reserved_namespace(namespace) {
-            tracing::warn!(namespace, key, "metadata namespaces starting with `AWS.` are reserved for AWS; dropped");
+            tracing::warn!(
+                namespace,
+                key,
+                "metadata namespaces starting with `AWS.` are reserved for AWS; dropped"
+            );
             return;
         }
         match serde_json::value::to_raw_value(value) {
             Ok(raw) => self.put_raw_metadata(namespace, key, raw),
-            Err(e) => tracing::warn!(namespace, key, error = %e, "metadata value could not be serialized; dropped"),
+            Err(e) => {
+                tracing::warn!(namespace, key, error = %e, "metadata value could not be serialized; dropped")
+            }
         }
     }
 
@@ -433,7 +449,12 @@ pin_project_lite::pin_project! {
 
 impl<F, H> Scope<F, H> {
     /// Runs `inner` under `context`, ending `node` (if any) when it completes.
-    pub(crate) fn new(inner: F, context: Option<Arc<Node>>, node: Option<Arc<Node>>, hook: H) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        context: Option<Arc<Node>>,
+        node: Option<Arc<Node>>,
+        hook: H,
+    ) -> Self {
         Scope {
             inner: Some(inner),
             pending_name: None,
@@ -507,7 +528,9 @@ pub(crate) mod test_support {
     impl Daemon {
         pub(crate) fn new() -> Self {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             let emitter = Arc::new(Emitter::connect(socket.local_addr().unwrap()).unwrap());
             Daemon { socket, emitter }
         }

@@ -196,7 +196,10 @@ impl Serialize for Annotations {
 
 /// Metadata: namespace → key → JSON, each value encoded when it was put.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Metadata(Vec<(String, Vec<(String, Box<RawValue>)>)>);
+pub(crate) struct Metadata(Vec<(String, KeyValues)>);
+
+/// One namespace's entries, in insertion order.
+type KeyValues = Vec<(String, Box<RawValue>)>;
 
 impl Metadata {
     pub(crate) fn insert(&mut self, namespace: &str, key: &str, value: Box<RawValue>) {
@@ -399,7 +402,8 @@ impl Record {
                     }
                     Shrink::Messages => {
                         for e in exceptions.iter_mut() {
-                            let cut = crate::sanitize::truncate_chars(&e.message, SHRUNK_MESSAGE_CHARS);
+                            let cut =
+                                crate::sanitize::truncate_chars(&e.message, SHRUNK_MESSAGE_CHARS);
                             if cut.len() < e.message.len() {
                                 let keep = cut.len();
                                 e.message.truncate(keep);
@@ -488,25 +492,39 @@ mod tests {
         r.annotations.insert("b", 1i64.into());
         r.annotations.insert("a", "x".into());
         r.annotations.insert("b", true.into());
-        r.metadata.insert("ns", "k", serde_json::value::to_raw_value(&1).unwrap());
-        r.metadata.insert("ns", "k", serde_json::value::to_raw_value(&2).unwrap());
-        r.metadata.insert("default", "j", serde_json::value::to_raw_value(&[1, 2]).unwrap());
+        r.metadata
+            .insert("ns", "k", serde_json::value::to_raw_value(&1).unwrap());
+        r.metadata
+            .insert("ns", "k", serde_json::value::to_raw_value(&2).unwrap());
+        r.metadata.insert(
+            "default",
+            "j",
+            serde_json::value::to_raw_value(&[1, 2]).unwrap(),
+        );
         let s = serde_json::to_string(&r).unwrap();
         assert!(s.contains(r#""annotations":{"b":true,"a":"x"}"#), "{s}");
-        assert!(s.contains(r#""metadata":{"ns":{"k":2},"default":{"j":[1,2]}}"#), "{s}");
+        assert!(
+            s.contains(r#""metadata":{"ns":{"k":2},"default":{"j":[1,2]}}"#),
+            "{s}"
+        );
     }
 
     #[test]
     fn shrinking_marks_what_was_cut() {
         let mut r = record();
-        r.metadata.insert("ns", "k", serde_json::value::to_raw_value(&"big").unwrap());
+        r.metadata
+            .insert("ns", "k", serde_json::value::to_raw_value(&"big").unwrap());
         r.add_exceptions(vec![Exception {
             id: SegmentId::random(),
             message: "m".repeat(5000),
             kind: "E".into(),
             remote: false,
             cause: None,
-            stack: vec![StackFrame { path: "a.rs".into(), line: 1, label: "f".into() }],
+            stack: vec![StackFrame {
+                path: "a.rs".into(),
+                line: 1,
+                label: "f".into(),
+            }],
             truncated: None,
         }]);
         assert!(r.shrink(Shrink::Metadata));
@@ -514,7 +532,10 @@ mod tests {
         assert!(r.shrink(Shrink::Messages));
         assert!(!r.shrink(Shrink::Exceptions));
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(v["metadata"], serde_json::json!({"xray_lambda": {"truncated": ["metadata", "stacks", "messages"]}}));
+        assert_eq!(
+            v["metadata"],
+            serde_json::json!({"xray_lambda": {"truncated": ["metadata", "stacks", "messages"]}})
+        );
         let e = &v["cause"]["exceptions"][0];
         assert_eq!(e["truncated"], 1);
         assert!(e.get("stack").is_none());

@@ -167,11 +167,18 @@ mod tests {
         let (l, e) = listener();
         let mut r = record();
         let big = "x".repeat(100_000);
-        r.metadata.insert("default", "response", serde_json::value::to_raw_value(&big).unwrap());
+        r.metadata.insert(
+            "default",
+            "response",
+            serde_json::value::to_raw_value(&big).unwrap(),
+        );
         r.annotations.insert("kept", true.into());
         e.send(r);
         let doc = receive(&l);
-        assert_eq!(doc["metadata"], serde_json::json!({"xray_lambda": {"truncated": ["metadata"]}}));
+        assert_eq!(
+            doc["metadata"],
+            serde_json::json!({"xray_lambda": {"truncated": ["metadata"]}})
+        );
         assert_eq!(doc["annotations"]["kept"], true);
     }
 
@@ -179,7 +186,11 @@ mod tests {
     fn oversized_exceptions_lose_stacks_then_text() {
         let mut r = record();
         let frames = (0..2000)
-            .map(|i| StackFrame { path: format!("src/module_{i}.rs"), line: i, label: "f".into() })
+            .map(|i| StackFrame {
+                path: format!("src/module_{i}.rs"),
+                line: i,
+                label: "f".into(),
+            })
             .collect();
         r.add_exceptions(vec![Exception {
             id: SegmentId::random(),
@@ -194,7 +205,10 @@ mod tests {
         assert!(encode_fitting(&mut r, &mut buf));
         assert!(buf.len() <= MAX_DATAGRAM);
         let doc: serde_json::Value = serde_json::from_slice(&buf[HEADER.len()..]).unwrap();
-        assert_eq!(doc["metadata"]["xray_lambda"]["truncated"], serde_json::json!(["stacks", "messages"]));
+        assert_eq!(
+            doc["metadata"]["xray_lambda"]["truncated"],
+            serde_json::json!(["stacks", "messages"])
+        );
         assert_eq!(doc["cause"]["exceptions"][0]["truncated"], 2000);
     }
 

@@ -79,7 +79,11 @@ pub(crate) fn from_handler_error<E: Debug + 'static>(err: &E) -> Vec<Exception> 
         format!("{err:?}")
     };
     let kind = short_type_name(std::any::type_name::<E>()).unwrap_or_else(|| UNKNOWN_TYPE.into());
-    let kind = if kind == "String" || kind == "&str" { UNKNOWN_TYPE.into() } else { kind };
+    let kind = if kind == "String" || kind == "&str" {
+        UNKNOWN_TYPE.into()
+    } else {
+        kind
+    };
     vec![exception(kind, message, None)]
 }
 
@@ -174,7 +178,11 @@ fn type_from_debug(debug: &str) -> String {
         }
         None => debug,
     };
-    if ident.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') {
+    if ident
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+    {
         ident.to_owned()
     } else {
         UNKNOWN_TYPE.to_owned()
@@ -238,7 +246,10 @@ pub(crate) fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             let record = PanicRecord {
                 message: panic_message(info.payload()),
-                file: info.location().map(|l| l.file().to_owned()).unwrap_or_default(),
+                file: info
+                    .location()
+                    .map(|l| l.file().to_owned())
+                    .unwrap_or_default(),
                 line: info.location().map(|l| l.line()).unwrap_or(0),
                 exception: None,
             };
@@ -286,7 +297,9 @@ mod tests {
     }
 
     fn chain() -> Outer {
-        Outer(Middle { inner: "x".parse::<u32>().unwrap_err() })
+        Outer(Middle {
+            inner: "x".parse::<u32>().unwrap_err(),
+        })
     }
 
     #[test]
@@ -315,8 +328,14 @@ mod tests {
     #[test]
     fn other_handler_errors() {
         let ex = from_handler_error(&String::from("plain"));
-        assert_eq!((ex[0].kind.as_str(), ex[0].message.as_str()), ("Error", "plain"));
-        let d = lambda_runtime::Diagnostic { error_type: "my::Kind".into(), error_message: "m".into() };
+        assert_eq!(
+            (ex[0].kind.as_str(), ex[0].message.as_str()),
+            ("Error", "plain")
+        );
+        let d = lambda_runtime::Diagnostic {
+            error_type: "my::Kind".into(),
+            error_message: "m".into(),
+        };
         let ex = from_handler_error(&d);
         assert_eq!((ex[0].kind.as_str(), ex[0].message.as_str()), ("Kind", "m"));
         #[derive(Debug)]
@@ -331,9 +350,15 @@ mod tests {
 
     #[test]
     fn type_names() {
-        assert_eq!(short_type_name("a::b::Wrapper<alloc::string::String, c::D>").unwrap(), "Wrapper<String, D>");
+        assert_eq!(
+            short_type_name("a::b::Wrapper<alloc::string::String, c::D>").unwrap(),
+            "Wrapper<String, D>"
+        );
         assert_eq!(short_type_name("dyn core::error::Error + Send"), None);
-        assert_eq!(type_from_debug("ParseIntError { kind: InvalidDigit }"), "ParseIntError");
+        assert_eq!(
+            type_from_debug("ParseIntError { kind: InvalidDigit }"),
+            "ParseIntError"
+        );
         assert_eq!(type_from_debug("NotFound(\"x\")"), "NotFound");
         assert_eq!(type_from_debug("Timeout"), "Timeout");
         assert_eq!(type_from_debug("\"quoted\""), "Error");

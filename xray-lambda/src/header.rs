@@ -172,9 +172,7 @@ impl TraceHeader {
 
     /// The fields other than `Root`, `Parent`, `Sampled` and `Self`, in order.
     pub fn extra_fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.extra
-            .split(';')
-            .filter_map(|kv| kv.split_once('='))
+        self.extra.split(';').filter_map(|kv| kv.split_once('='))
     }
 
     /// The same trace and extra fields under another parent and sampling decision: what
@@ -314,8 +312,10 @@ mod tests {
 
     fn valid_header() -> impl Strategy<Value = String> {
         let root = ("[0-9a-f]{8}", "[0-9a-f]{24}").prop_map(|(e, r)| format!("Root=1-{e}-{r}"));
-        let parent = proptest::option::of("[0-9a-f]{15}[1-9a-f]".prop_map(|p| format!(";Parent={p}")));
-        let sampled = prop_oneof![Just("1"), Just("0"), Just("?")].prop_map(|s| format!(";Sampled={s}"));
+        let parent =
+            proptest::option::of("[0-9a-f]{15}[1-9a-f]".prop_map(|p| format!(";Parent={p}")));
+        let sampled =
+            prop_oneof![Just("1"), Just("0"), Just("?")].prop_map(|s| format!(";Sampled={s}"));
         let extra = proptest::collection::vec(
             ("[A-Z][A-Za-z0-9]{0,8}", "[A-Za-z0-9:._-]{0,12}")
                 .prop_filter("reserved key", |(k, _)| {

@@ -27,7 +27,9 @@ impl SegmentId {
         if s.len() != 16 {
             return None;
         }
-        parse_hex_u64(s.as_bytes()).and_then(NonZeroU64::new).map(SegmentId)
+        parse_hex_u64(s.as_bytes())
+            .and_then(NonZeroU64::new)
+            .map(SegmentId)
     }
 
     /// The id as a number.
@@ -221,7 +223,9 @@ mod tests {
         assert_ne!(a, b);
         let s = a.to_string();
         assert_eq!(s.len(), 16);
-        assert!(s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_eq!(SegmentId::parse(&s), Some(a));
     }
 
@@ -266,7 +270,10 @@ mod tests {
         let a = TraceId::new();
         let b = TraceId::new();
         assert_ne!(a, b);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
         assert!(now - a.epoch_seconds() < 5);
         assert_eq!(TraceId::parse(&a.to_string()), Some(a));
     }

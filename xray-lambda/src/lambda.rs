@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{FunctionResponse, IntoFunctionResponse, LambdaEvent};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use lambda_runtime::tower::{Layer, Service};
 
 use crate::config::{self, AddressError};
 use crate::context::{Entered, Node, OnComplete, Scope, Trace};
@@ -67,7 +67,8 @@ impl Settings {
         Settings {
             enabled: config::tracing_enabled(),
             function_name: config::function_name(),
-            service: config::service_name().unwrap_or_else(|| config::DEFAULT_SERVICE_NAME.to_owned()),
+            service: config::service_name()
+                .unwrap_or_else(|| config::DEFAULT_SERVICE_NAME.to_owned()),
             capture_response: config::capture_response().unwrap_or(true),
             capture_error: config::capture_error().unwrap_or(true),
             daemon: None,
@@ -223,7 +224,9 @@ impl<C> Clone for XRayLayer<C> {
 
 impl<C> fmt::Debug for XRayLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XRayLayer").field("settings", &self.settings).finish()
+        f.debug_struct("XRayLayer")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -300,7 +303,11 @@ impl<C> XRayLayer<C> {
 impl<S, C> Layer<S> for XRayLayer<C> {
     type Service = XRayService<S, C>;
     fn layer(&self, inner: S) -> XRayService<S, C> {
-        let function = self.settings.function_name.as_deref().unwrap_or(UNKNOWN_FUNCTION);
+        let function = self
+            .settings
+            .function_name
+            .as_deref()
+            .unwrap_or(UNKNOWN_FUNCTION);
         XRayService {
             inner,
             shared: Arc::new(Shared {
@@ -339,7 +346,9 @@ impl<S: Clone, C> Clone for XRayService<S, C> {
 
 impl<S: Debug, C> Debug for XRayService<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XRayService").field("inner", &self.inner).finish()
+        f.debug_struct("XRayService")
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
@@ -526,7 +535,11 @@ where
     E: Into<lambda_runtime::Error> + Send + Debug,
 {
     let layer = XRayLayer::new().with_capture::<BufferedResponse>();
-    lambda_runtime::run(layer.layer(IntoResponse { inner: handler, types: PhantomData })).await
+    lambda_runtime::run(layer.layer(IntoResponse {
+        inner: handler,
+        types: PhantomData,
+    }))
+    .await
 }
 
 /// Starts the Lambda runtime for concurrent invocations (Lambda Managed Instances,
@@ -547,7 +560,11 @@ where
     E: Into<lambda_runtime::Error> + Send + Debug + 'static,
 {
     let layer = XRayLayer::new().with_capture::<BufferedResponse>();
-    lambda_runtime::run_concurrent(layer.layer(IntoResponse { inner: handler, types: PhantomData })).await
+    lambda_runtime::run_concurrent(layer.layer(IntoResponse {
+        inner: handler,
+        types: PhantomData,
+    }))
+    .await
 }
 
 #[cfg(test)]
@@ -567,7 +584,8 @@ mod tests {
     impl Daemon {
         fn new() -> Self {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             Daemon(s)
         }
         fn layer(&self) -> XRayLayer {
@@ -619,8 +637,14 @@ mod tests {
         assert_eq!(handler["trace_id"], ROOT);
         assert_eq!(handler["annotations"]["Service"], "users");
         assert!(handler["annotations"]["ColdStart"].is_boolean());
-        let response_key = format!("{} response", handler["name"].as_str().unwrap().trim_start_matches("## "));
-        assert_eq!(handler["metadata"]["users"][&response_key], json!({"ok": true}));
+        let response_key = format!(
+            "{} response",
+            handler["name"].as_str().unwrap().trim_start_matches("## ")
+        );
+        assert_eq!(
+            handler["metadata"]["users"][&response_key],
+            json!({"ok": true})
+        );
         let work = by_name(&docs, "work");
         assert_eq!(work["parent_id"], handler["id"]);
         assert_eq!(work["annotations"]["user"], "u-1");
@@ -656,7 +680,10 @@ mod tests {
         assert_eq!(h["fault"], true);
         assert_eq!(h["cause"]["exceptions"][0]["message"], "disk on fire");
         assert_eq!(h["cause"]["exceptions"][0]["type"], "io::Error");
-        let key = format!("{} error", h["name"].as_str().unwrap().trim_start_matches("## "));
+        let key = format!(
+            "{} error",
+            h["name"].as_str().unwrap().trim_start_matches("## ")
+        );
         assert_eq!(h["metadata"]["users"][&key], "disk on fire");
     }
 
@@ -664,13 +691,23 @@ mod tests {
     async fn capture_switches_off_response_and_error_details() {
         let d = Daemon::new();
         let layer = d.layer().capture_response(false).capture_error(false);
-        layer.layer(service_fn(ok_handler)).call(event(Some(&sampled()))).await.unwrap();
+        layer
+            .layer(service_fn(ok_handler))
+            .call(event(Some(&sampled())))
+            .await
+            .unwrap();
         let mut failing = layer.layer(service_fn(|_: LambdaEvent<Value>| async {
             Err::<Value, _>("secret detail".to_owned())
         }));
-        assert_eq!(failing.call(event(Some(&sampled()))).await.unwrap_err(), "secret detail");
+        assert_eq!(
+            failing.call(event(Some(&sampled()))).await.unwrap_err(),
+            "secret detail"
+        );
         let docs = d.documents();
-        let handlers: Vec<_> = docs.iter().filter(|d| d["name"].as_str().unwrap().starts_with("## ")).collect();
+        let handlers: Vec<_> = docs
+            .iter()
+            .filter(|d| d["name"].as_str().unwrap().starts_with("## "))
+            .collect();
         assert!(handlers[0].get("metadata").is_none());
         assert_eq!(handlers[1]["fault"], true);
         assert!(handlers[1].get("cause").is_none());
@@ -696,8 +733,14 @@ mod tests {
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"handler blew up"));
         let docs = d.documents();
         let inner = by_name(&docs, "inner");
-        let handler = docs.iter().find(|d| d["name"].as_str().unwrap().starts_with("## ")).unwrap();
-        assert_eq!(inner["cause"]["exceptions"][0]["message"], "handler blew up");
+        let handler = docs
+            .iter()
+            .find(|d| d["name"].as_str().unwrap().starts_with("## "))
+            .unwrap();
+        assert_eq!(
+            inner["cause"]["exceptions"][0]["message"],
+            "handler blew up"
+        );
         assert_eq!(inner["cause"]["exceptions"][0]["stack"][0]["path"], file!());
         assert_eq!(handler["fault"], true);
         assert_eq!(handler["cause"], inner["cause"]["exceptions"][0]["id"]);
@@ -712,7 +755,9 @@ mod tests {
             Ok::<_, lambda_runtime::Error>(crate::current_trace_header().map(|h| h.to_string()))
         }));
         let unsampled = svc
-            .call(event(Some(&format!("Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a87bd80c:0"))))
+            .call(event(Some(&format!(
+                "Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a87bd80c:0"
+            ))))
             .await
             .unwrap();
         assert_eq!(
@@ -750,13 +795,21 @@ mod tests {
         }));
         svc.call(event(Some(&sampled()))).await.unwrap();
         let docs = d.documents();
-        let names: Vec<_> = docs.iter().map(|d| d["name"].as_str().unwrap().to_owned()).collect();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(names[..2], ["leaked_inner", "leaked_outer"]);
         assert!(names[2].starts_with("## "));
         for leaked in &docs[..2] {
-            assert_eq!(leaked["metadata"]["xray_lambda"]["incomplete"], "still open when the handler returned");
+            assert_eq!(
+                leaked["metadata"]["xray_lambda"]["incomplete"],
+                "still open when the handler returned"
+            );
         }
-        assert!(docs[2].get("metadata").map_or(true, |m| m.get("xray_lambda").is_none()));
+        assert!(docs[2]
+            .get("metadata")
+            .is_none_or(|m| m.get("xray_lambda").is_none()));
     }
 
     #[tokio::test]
@@ -765,6 +818,9 @@ mod tests {
             .daemon_address("not an address")
             .enabled(true)
             .layer(service_fn(ok_handler));
-        assert_eq!(svc.call(event(Some(&sampled()))).await.unwrap(), json!({"ok": true}));
+        assert_eq!(
+            svc.call(event(Some(&sampled()))).await.unwrap(),
+            json!({"ok": true})
+        );
     }
 }

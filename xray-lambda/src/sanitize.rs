@@ -87,8 +87,18 @@ mod tests {
 
     #[test]
     fn valid_names_are_borrowed() {
-        for n in ["subsegment_1", "## my-function", "DynamoDB", "a.b:c/d%e&f#g=h+i-k@l", "日本語 名前", "ünïcödé"] {
-            assert!(matches!(sanitize_name(n), Cow::Borrowed(b) if b == n), "{n}");
+        for n in [
+            "subsegment_1",
+            "## my-function",
+            "DynamoDB",
+            "a.b:c/d%e&f#g=h+i-k@l",
+            "日本語 名前",
+            "ünïcödé",
+        ] {
+            assert!(
+                matches!(sanitize_name(n), Cow::Borrowed(b) if b == n),
+                "{n}"
+            );
         }
     }
 
@@ -148,7 +158,10 @@ mod tests {
                 mismatches.push(format!("U+{:04X}", c as u32));
             }
         }
-        assert!(mismatches.is_empty(), "disagree with the schema: {mismatches:?}");
+        assert!(
+            mismatches.is_empty(),
+            "disagree with the schema: {mismatches:?}"
+        );
     }
 
     proptest! {

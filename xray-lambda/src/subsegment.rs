@@ -60,7 +60,9 @@ pub struct Subsegment {
 
 impl fmt::Debug for Subsegment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subsegment").field("id", &self.id()).finish()
+        f.debug_struct("Subsegment")
+            .field("id", &self.id())
+            .finish()
     }
 }
 
@@ -85,12 +87,18 @@ pub fn begin_subsegment(name: &str) -> Subsegment {
 
 impl Subsegment {
     fn inert() -> Self {
-        Subsegment { node: None, previous: None }
+        Subsegment {
+            node: None,
+            previous: None,
+        }
     }
 
     fn enter(node: Arc<Node>) -> Self {
         let previous = context::replace_current(Some(node.clone()));
-        Subsegment { node: Some(node), previous }
+        Subsegment {
+            node: Some(node),
+            previous,
+        }
     }
 
     /// The subsegment's id, when it is being recorded.
@@ -119,7 +127,12 @@ impl Subsegment {
 
     /// Adds metadata under `namespace`. Namespaces starting with `AWS.` are reserved
     /// and refused with a warning.
-    pub fn put_metadata_in<T: serde::Serialize + ?Sized>(&self, namespace: &str, key: &str, value: &T) {
+    pub fn put_metadata_in<T: serde::Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+    ) {
         if let Some(n) = &self.node {
             n.put_metadata(namespace, key, value);
         }
@@ -372,7 +385,15 @@ mod tests {
         });
         let docs = d.documents();
         let names: Vec<_> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["subsegment_1", "subsegment_3-1", "subsegment_3-2", "subsegment_2"]);
+        assert_eq!(
+            names,
+            [
+                "subsegment_1",
+                "subsegment_3-1",
+                "subsegment_3-2",
+                "subsegment_2"
+            ]
+        );
         let fid = facade.id().to_string();
         let s1 = by_name(&docs, "subsegment_1");
         let s2 = by_name(&docs, "subsegment_2");
@@ -380,9 +401,15 @@ mod tests {
         assert_eq!(s2["parent_id"], fid);
         assert_eq!(by_name(&docs, "subsegment_3-1")["parent_id"], s2["id"]);
         assert_eq!(by_name(&docs, "subsegment_3-2")["parent_id"], s2["id"]);
-        assert_eq!(by_name(&docs, "subsegment_3-2")["annotations"], json!({"free": 1}));
+        assert_eq!(
+            by_name(&docs, "subsegment_3-2")["annotations"],
+            json!({"free": 1})
+        );
         assert_eq!(s1["annotations"], json!({"annotation1": "annotation test"}));
-        assert_eq!(s1["metadata"], json!({"subsegment_1_metadata": {"data": {"key1": "value1"}}}));
+        assert_eq!(
+            s1["metadata"],
+            json!({"subsegment_1_metadata": {"data": {"key1": "value1"}}})
+        );
         for doc in &docs {
             assert_eq!(doc["trace_id"], facade.outgoing_header().root().to_string());
             assert_eq!(doc["type"], "subsegment");
@@ -451,7 +478,10 @@ mod tests {
         assert_eq!(ex["message"], "invalid digit found in string");
         assert_eq!(ex["stack"][0]["path"], file!());
         let client = by_name(&docs, "client");
-        assert_eq!((client["error"].clone(), client["throttle"].clone()), (json!(true), json!(true)));
+        assert_eq!(
+            (client["error"].clone(), client["throttle"].clone()),
+            (json!(true), json!(true))
+        );
         assert!(client.get("fault").is_none());
     }
 
@@ -476,7 +506,11 @@ mod tests {
         assert_eq!(ex["stack"][0]["path"], file!());
         assert_eq!(outer["cause"], ex["id"]);
         assert_eq!(outer["fault"], true);
-        assert_eq!(context::current().map(|n| n.id()), None, "context restored after unwinding");
+        assert_eq!(
+            context::current().map(|n| n.id()),
+            None,
+            "context restored after unwinding"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,12 +530,16 @@ mod tests {
             }
             .in_subsegment("b");
             tokio::join!(a, b);
-            let spawned = tokio::spawn(async { begin_subsegment("spawned").end() }.in_current_trace());
+            let spawned =
+                tokio::spawn(async { begin_subsegment("spawned").end() }.in_current_trace());
             let orphan = tokio::spawn(async { begin_subsegment("orphan").is_recording() });
             spawned.await.unwrap();
             assert!(!orphan.await.unwrap());
         };
-        InCurrentTrace { scope: Scope::new(work, Some(facade.clone()), None, JustEnd) }.await;
+        InCurrentTrace {
+            scope: Scope::new(work, Some(facade.clone()), None, JustEnd),
+        }
+        .await;
         let docs = d.documents();
         let fid = facade.id().to_string();
         let a = by_name(&docs, "a");
@@ -528,7 +566,8 @@ mod tests {
         let wrapped = InCurrentTrace {
             scope: Scope::new(
                 async {
-                    let _ = tokio::time::timeout(std::time::Duration::from_millis(10), &mut slow).await;
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(10), &mut slow).await;
                 },
                 Some(facade.clone()),
                 None,

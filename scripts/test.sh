@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every check and test, on a fresh machine: installs what it needs, then formatting,
+# lints, unit, property, doc and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

@@ -1,0 +1,110 @@
+//! The Lambda function the end-to-end tests run. The event's `scenario` picks what it
+//! does; every response carries the trace header the invocation got, so the tests know
+//! which documents belong to it.
+
+// The `panic` scenario panics on purpose.
+#![allow(clippy::panic)]
+
+use std::fmt;
+use std::time::Duration;
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use xray_lambda::{begin_segment, begin_subsegment, put_annotation, FutureExt};
+
+#[derive(Debug)]
+struct LoadUserError(ParseUserError);
+#[derive(Debug)]
+struct ParseUserError(std::num::ParseIntError);
+
+impl fmt::Display for LoadUserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("could not load user")
+    }
+}
+impl fmt::Display for ParseUserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("user id is not a number")
+    }
+}
+impl std::error::Error for LoadUserError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+impl std::error::Error for ParseUserError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+fn load_user(id: &str) -> Result<u64, LoadUserError> {
+    id.parse().map_err(|e| LoadUserError(ParseUserError(e)))
+}
+
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let header = event.context.xray_trace_id.clone();
+    let request_id = event.context.request_id.clone();
+    match event.payload["scenario"].as_str().unwrap_or_default() {
+        // The seed's sample 1: nested manual subsegments with an annotation and metadata.
+        "nested" => {
+            let s1 = begin_subsegment("subsegment_1");
+            s1.put_annotation("annotation1", "annotation test");
+            s1.put_metadata_in("subsegment_1_metadata", "data", &json!({"key1": "value1"}));
+            s1.end();
+            let s2 = begin_subsegment("subsegment_2");
+            begin_subsegment("subsegment_3-1").end();
+            begin_subsegment("subsegment_3-2").end();
+            s2.end();
+            // Refused inside Lambda: logged, nothing sent.
+            let segment = begin_segment("segment_1");
+            segment.put_annotation("ignored", true);
+        }
+        "error_chain" => {
+            let s = begin_subsegment("load_user");
+            let result = load_user("not-a-number");
+            if let Err(e) = &result {
+                s.record_error(e);
+            }
+            drop(s);
+            result?;
+        }
+        "panic" => {
+            let _s = begin_subsegment("about_to_panic");
+            let user: Option<&str> = None;
+            if user.is_none() {
+                panic!("no user in the event");
+            }
+        }
+        "concurrent" => {
+            put_annotation("request_id", request_id.as_str());
+            async {
+                put_annotation("request_id", request_id.as_str());
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                async {
+                    put_annotation("request_id", request_id.as_str());
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                .in_subsegment("inner")
+                .await;
+            }
+            .in_subsegment("outer")
+            .await;
+        }
+        other => return Err(format!("unknown scenario {other:?}").into()),
+    }
+    Ok(json!({ "trace_header": header, "request_id": request_id }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    if std::env::var("E2E_CONCURRENT").is_ok() {
+        xray_lambda::run_concurrent(service_fn(handler)).await
+    } else {
+        xray_lambda::run(service_fn(handler)).await
+    }
+}

@@ -1,0 +1,461 @@
+//! Test harness: a UDP daemon that validates every document against AWS's schema, the
+//! Lambda Runtime API emulator (`cargo lambda watch`), a small runtime-API stub for
+//! headers the emulator cannot be told, and the function binary.
+
+// A test harness: failing loudly is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const SCHEMA: &str = include_str!("../../schema/xray-segmentdocument-schema-v1.0.0.json");
+const DATAGRAM_HEADER: &str = r#"{"format":"json","version":1}"#;
+
+/// A stand-in for the X-Ray daemon: collects every datagram, checks its header line,
+/// and validates the document against the schema.
+#[derive(Debug)]
+pub struct Daemon {
+    pub addr: SocketAddr,
+    docs: Arc<Mutex<Vec<Value>>>,
+    problems: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let docs = Arc::new(Mutex::new(Vec::new()));
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+        let validator = jsonschema::draft4::new(&schema).unwrap();
+        let (d, p) = (docs.clone(), problems.clone());
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 70_000];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let Some((header, body)) = text.split_once('\n') else {
+                    p.lock()
+                        .unwrap()
+                        .push(format!("datagram without header line: {text}"));
+                    continue;
+                };
+                if header != DATAGRAM_HEADER {
+                    p.lock()
+                        .unwrap()
+                        .push(format!("bad header line {header:?}"));
+                }
+                match serde_json::from_str::<Value>(body) {
+                    Ok(doc) => {
+                        for e in validator.iter_errors(&doc) {
+                            p.lock()
+                                .unwrap()
+                                .push(format!("{e} at {} in {doc}", e.instance_path()));
+                        }
+                        d.lock().unwrap().push(doc);
+                    }
+                    Err(e) => p.lock().unwrap().push(format!("not JSON ({e}): {body}")),
+                }
+            }
+        });
+        Daemon {
+            addr,
+            docs,
+            problems,
+        }
+    }
+
+    /// Waits until `n` documents arrived (or a timeout), then a little longer to catch
+    /// any that should not have come.
+    pub fn wait_for(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.docs.lock().unwrap().len() < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(200));
+        self.documents()
+    }
+
+    /// Waits for the daemon to stay quiet for a moment: for checks that nothing is sent.
+    pub fn settle(&self) -> Vec<Value> {
+        thread::sleep(Duration::from_millis(500));
+        self.documents()
+    }
+
+    pub fn documents(&self) -> Vec<Value> {
+        let problems = self.problems.lock().unwrap();
+        assert!(problems.is_empty(), "invalid documents: {problems:#?}");
+        self.docs.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.docs.lock().unwrap().clear();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A TCP connect, not an HTTP request: the emulator counts any request outside
+    // `/.rt` as a Function URL call.
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the process when dropped, so a failing test leaves nothing running.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn new(child: Child) -> Self {
+        Process {
+            child,
+            log: Arc::default(),
+        }
+    }
+
+    /// Lines the process wrote to stderr that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `cargo-lambda` executable: `$CARGO_LAMBDA`, the project's `.venv`, or `PATH`.
+fn cargo_lambda() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_LAMBDA") {
+        return p.into();
+    }
+    let venv = workspace_root().join(".venv/bin/cargo-lambda");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("cargo-lambda"))
+            .find(|p| p.exists())
+    });
+    on_path.flatten().unwrap_or_else(|| {
+        panic!(
+            "cargo-lambda not found: run ./scripts/test.sh (it installs it into .venv), \
+             or set CARGO_LAMBDA to its path"
+        )
+    })
+}
+
+/// The Lambda Runtime API emulator, serving `/.rt` for a function started separately.
+#[derive(Debug)]
+pub struct Emulator {
+    pub port: u16,
+    _process: Process,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(cargo_lambda())
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
+            .arg(port.to_string())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cargo lambda watch");
+        let process = Process::new(child);
+        wait_for_port(port, "cargo lambda watch");
+        Emulator {
+            port,
+            _process: process,
+        }
+    }
+
+    pub fn runtime_api(&self) -> String {
+        format!("http://127.0.0.1:{}/.rt", self.port)
+    }
+
+    /// Invokes the function and returns the HTTP status and the parsed body.
+    pub fn invoke(&self, payload: &Value) -> (u16, Value) {
+        let body = payload.to_string();
+        let request = format!(
+            "POST /2015-03-31/functions/_/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Starts the function binary against `runtime_api`, sending to `daemon`.
+pub fn start_function(
+    binary: &Path,
+    runtime_api: &str,
+    daemon: SocketAddr,
+    env: &[(&str, &str)],
+) -> Process {
+    let mut cmd = Command::new(binary);
+    cmd.env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "e2e-function")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_XRAY_DAEMON_ADDRESS", daemon.to_string())
+        .env("POWERTOOLS_SERVICE_NAME", "e2e")
+        .env_remove("_X_AMZN_TRACE_ID")
+        .env_remove("AWS_XRAY_SDK_ENABLED")
+        .env_remove("POWERTOOLS_TRACE_DISABLED")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the test function");
+    let stderr = child.stderr.take().unwrap();
+    let process = Process::new(child);
+    let log = process.log.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
+    process
+}
+
+/// A minimal Lambda Runtime API that hands out invocations with a trace header the test
+/// chooses (the emulator always sends a fresh sampled one).
+#[derive(Debug)]
+pub struct RuntimeStub {
+    pub addr: SocketAddr,
+    state: Arc<(Mutex<StubState>, Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct StubState {
+    queue: VecDeque<(String, Option<String>, String)>,
+    results: Vec<(String, String, String)>,
+}
+
+impl RuntimeStub {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state: Arc<(Mutex<StubState>, Condvar)> = Arc::default();
+        let s = state.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let s = s.clone();
+                thread::spawn(move || serve(stream, &s));
+            }
+        });
+        RuntimeStub { addr, state }
+    }
+
+    pub fn runtime_api(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues an invocation; returns when the function has answered it, with
+    /// `("response" | "error", body)`.
+    pub fn invoke(&self, trace_header: Option<&str>, payload: &Value) -> (String, Value) {
+        let id = format!("req-{}", rand_suffix());
+        let (lock, cvar) = &*self.state;
+        lock.lock().unwrap().queue.push_back((
+            id.clone(),
+            trace_header.map(str::to_owned),
+            payload.to_string(),
+        ));
+        cvar.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut st = lock.lock().unwrap();
+        loop {
+            if let Some(i) = st.results.iter().position(|r| r.0 == id) {
+                let (_, kind, body) = st.results.remove(i);
+                return (
+                    kind,
+                    serde_json::from_str(&body).unwrap_or(Value::String(body)),
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the function did not answer {id}"
+            );
+            st = cvar.wait_timeout(st, Duration::from_millis(100)).unwrap().0;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+fn serve(stream: TcpStream, state: &(Mutex<StubState>, Condvar)) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+        let (lock, cvar) = state;
+        let reply = if path.ends_with("/invocation/next") {
+            let mut st = lock.lock().unwrap();
+            let (id, header, payload) = loop {
+                if let Some(next) = st.queue.pop_front() {
+                    break next;
+                }
+                st = cvar.wait(st).unwrap();
+            };
+            drop(st);
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 60_000;
+            let trace = header
+                .map(|h| format!("Lambda-Runtime-Trace-Id: {h}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:e2e\r\n{trace}\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+                payload.len()
+            )
+        } else {
+            let parts: Vec<&str> = path.split('/').collect();
+            // /2018-06-01/runtime/invocation/{id}/{response|error}
+            if let [.., id, kind] = parts.as_slice() {
+                let mut st = lock.lock().unwrap();
+                st.results.push((
+                    id.to_string(),
+                    kind.to_string(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                cvar.notify_all();
+            }
+            "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_owned()
+        };
+        if out.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The document named `name`.
+pub fn by_name<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("no document named {name:?} among {docs:#?}"))
+}
+
+/// `(Root, Parent)` of a `Root=…;Parent=…;Sampled=…` header.
+pub fn root_and_parent(header: &str) -> (String, String) {
+    let field = |k: &str| {
+        header
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {header}"))
+            .to_owned()
+    };
+    (field("Root="), field("Parent="))
+}

@@ -1,0 +1,3 @@
+//! Support for the end-to-end tests and the demo: see [`harness`].
+
+pub mod harness;
