@@ -314,6 +314,19 @@ fn disabled_tracing_and_a_bad_daemon_address_leave_the_handler_alone() {
     }
     assert!(daemon.settle().is_empty());
 
+    // Response capture switched off by the Powertools variable: traced, no response.
+    let stub = RuntimeStub::start();
+    let _function = start_function(
+        &stub.runtime_api(),
+        daemon.addr,
+        &[("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "false")],
+    );
+    stub.invoke(Some(header), &json!({"scenario": "nested"}));
+    let docs = daemon.wait_for(5);
+    assert_eq!(docs.len(), 5);
+    assert!(by_name(&docs, HANDLER).get("metadata").is_none());
+    daemon.clear();
+
     let stub = RuntimeStub::start();
     let function = start_function(
         &stub.runtime_api(),

@@ -542,17 +542,47 @@ pub(crate) mod test_support {
             Node::facade(trace, SegmentId::random())
         }
 
-        /// Every document received until the socket stays quiet.
+        pub(crate) fn address(&self) -> String {
+            self.socket.local_addr().unwrap().to_string()
+        }
+
+        /// Every document received until the socket stays quiet, each checked against
+        /// the schema.
         pub(crate) fn documents(&self) -> Vec<serde_json::Value> {
             let mut out = Vec::new();
             let mut buf = vec![0u8; 70_000];
             while let Ok(n) = self.socket.recv(&mut buf) {
-                let text = std::str::from_utf8(&buf[..n]).unwrap();
-                let (_, body) = text.split_once('\n').unwrap();
-                out.push(serde_json::from_str(body).unwrap());
+                out.push(parse_datagram(&buf[..n]));
             }
             out
         }
+    }
+
+    /// The document in a datagram, after checking the header line and the schema.
+    pub(crate) fn parse_datagram(datagram: &[u8]) -> serde_json::Value {
+        let text = std::str::from_utf8(datagram).unwrap();
+        let (header, body) = text.split_once('\n').unwrap();
+        assert_eq!(header, r#"{"format":"json","version":1}"#);
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_valid(&doc);
+        doc
+    }
+
+    /// Panics unless `doc` is valid against AWS's segment-document schema.
+    pub(crate) fn assert_valid(doc: &serde_json::Value) {
+        static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+        let v = VALIDATOR.get_or_init(|| {
+            let schema = serde_json::from_str(include_str!(
+                "../../schema/xray-segmentdocument-schema-v1.0.0.json"
+            ))
+            .unwrap();
+            jsonschema::draft4::new(&schema).unwrap()
+        });
+        let errors: Vec<String> = v
+            .iter_errors(doc)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "invalid document {doc}: {errors:?}");
     }
 
     /// Runs `f` with `node` current, as a traced future's poll would.

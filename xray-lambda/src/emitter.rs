@@ -144,10 +144,7 @@ mod tests {
     fn receive(l: &UdpSocket) -> serde_json::Value {
         let mut buf = vec![0u8; 70_000];
         let n = l.recv(&mut buf).unwrap();
-        let text = std::str::from_utf8(&buf[..n]).unwrap();
-        let (header, body) = text.split_once('\n').unwrap();
-        assert_eq!(header, r#"{"format":"json","version":1}"#);
-        serde_json::from_str(body).unwrap()
+        crate::context::test_support::parse_datagram(&buf[..n])
     }
 
     #[test]
@@ -204,7 +201,7 @@ mod tests {
         let mut buf = Vec::new();
         assert!(encode_fitting(&mut r, &mut buf));
         assert!(buf.len() <= MAX_DATAGRAM);
-        let doc: serde_json::Value = serde_json::from_slice(&buf[HEADER.len()..]).unwrap();
+        let doc = crate::context::test_support::parse_datagram(&buf);
         assert_eq!(
             doc["metadata"]["xray_lambda"]["truncated"],
             serde_json::json!(["stacks", "messages"])

@@ -570,39 +570,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::test_support::by_name;
+    use crate::context::test_support::{by_name, Daemon};
     use lambda_runtime::service_fn;
     use serde_json::{json, Value};
-    use std::net::UdpSocket;
-    use std::time::Duration;
 
     const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
     const PARENT: &str = "53995c3f42cd8ad8";
 
-    struct Daemon(UdpSocket);
-
-    impl Daemon {
-        fn new() -> Self {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300)))
-                .unwrap();
-            Daemon(s)
-        }
-        fn layer(&self) -> XRayLayer {
-            XRayLayer::new()
-                .daemon_address(&self.0.local_addr().unwrap().to_string())
-                .service_name("users")
-                .enabled(true)
-        }
-        fn documents(&self) -> Vec<Value> {
-            let mut out = Vec::new();
-            let mut buf = vec![0u8; 70_000];
-            while let Ok(n) = self.0.recv(&mut buf) {
-                let text = std::str::from_utf8(&buf[..n]).unwrap();
-                out.push(serde_json::from_str(text.split_once('\n').unwrap().1).unwrap());
-            }
-            out
-        }
+    fn layer(d: &Daemon) -> XRayLayer {
+        XRayLayer::new()
+            .daemon_address(&d.address())
+            .service_name("users")
+            .enabled(true)
     }
 
     fn event(header: Option<&str>) -> LambdaEvent<Value> {
@@ -626,7 +605,7 @@ mod tests {
     #[tokio::test]
     async fn handler_subsegment_under_the_function_segment() {
         let d = Daemon::new();
-        let mut svc = d.layer().layer(service_fn(ok_handler));
+        let mut svc = layer(&d).layer(service_fn(ok_handler));
         let out = svc.call(event(Some(&sampled()))).await.unwrap();
         assert_eq!(out, json!({"ok": true}));
         let docs = d.documents();
@@ -653,7 +632,7 @@ mod tests {
     #[tokio::test]
     async fn cold_start_only_on_the_first_invocation() {
         let d = Daemon::new();
-        let mut svc = d.layer().layer(service_fn(ok_handler));
+        let mut svc = layer(&d).layer(service_fn(ok_handler));
         svc.call(event(Some(&sampled()))).await.unwrap();
         svc.call(event(Some(&sampled()))).await.unwrap();
         let cold: Vec<_> = d
@@ -670,7 +649,7 @@ mod tests {
     #[tokio::test]
     async fn errors_are_faults_with_causes_and_returned_unchanged() {
         let d = Daemon::new();
-        let mut svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+        let mut svc = layer(&d).layer(service_fn(|_: LambdaEvent<Value>| async {
             Err::<Value, lambda_runtime::Error>(Box::new(std::io::Error::other("disk on fire")))
         }));
         let err = svc.call(event(Some(&sampled()))).await.unwrap_err();
@@ -690,7 +669,7 @@ mod tests {
     #[tokio::test]
     async fn capture_switches_off_response_and_error_details() {
         let d = Daemon::new();
-        let layer = d.layer().capture_response(false).capture_error(false);
+        let layer = layer(&d).capture_response(false).capture_error(false);
         layer
             .layer(service_fn(ok_handler))
             .call(event(Some(&sampled())))
@@ -717,7 +696,7 @@ mod tests {
     #[tokio::test]
     async fn panics_are_recorded_and_keep_unwinding() {
         let d = Daemon::new();
-        let svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+        let svc = layer(&d).layer(service_fn(|_: LambdaEvent<Value>| async {
             let _inner = crate::begin_subsegment("inner");
             if true {
                 panic!("handler blew up");
@@ -749,7 +728,7 @@ mod tests {
     #[tokio::test]
     async fn unsampled_missing_and_malformed_headers_send_nothing() {
         let d = Daemon::new();
-        let mut svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+        let mut svc = layer(&d).layer(service_fn(|_: LambdaEvent<Value>| async {
             let s = crate::begin_subsegment("work");
             assert!(!s.is_recording());
             Ok::<_, lambda_runtime::Error>(crate::current_trace_header().map(|h| h.to_string()))
@@ -778,7 +757,7 @@ mod tests {
             }
         }
         assert!(d.documents().is_empty());
-        let mut disabled = d.layer().enabled(false).layer(service_fn(ok_handler));
+        let mut disabled = layer(&d).enabled(false).layer(service_fn(ok_handler));
         disabled.call(event(Some(&sampled()))).await.unwrap();
         assert!(d.documents().is_empty());
     }
@@ -786,7 +765,7 @@ mod tests {
     #[tokio::test]
     async fn subsegments_left_open_are_ended_and_marked() {
         let d = Daemon::new();
-        let mut svc = d.layer().layer(service_fn(|_: LambdaEvent<Value>| async {
+        let mut svc = layer(&d).layer(service_fn(|_: LambdaEvent<Value>| async {
             let outer = crate::begin_subsegment("leaked_outer");
             let inner = crate::begin_subsegment("leaked_inner");
             std::mem::forget(inner);
@@ -822,5 +801,70 @@ mod tests {
             svc.call(event(Some(&sampled()))).await.unwrap(),
             json!({"ok": true})
         );
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+    use crate::context::test_support::{by_name, Daemon};
+    use lambda_http::{Body, Request, Response};
+    use serde_json::json;
+
+    async fn http_handler(req: Request) -> Result<Response<Body>, lambda_runtime::Error> {
+        crate::begin_subsegment("route").end();
+        let user = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Response::builder()
+            .status(201)
+            .body(Body::from(format!("created {user}")))?)
+    }
+
+    #[tokio::test]
+    async fn wraps_the_lambda_http_adapter() {
+        let d = Daemon::new();
+        let adapter = lambda_http::Adapter::from(lambda_runtime::service_fn(http_handler));
+        let mut svc = XRayLayer::new()
+            .daemon_address(&d.address())
+            .enabled(true)
+            .layer(adapter);
+        let event: lambda_http::request::LambdaRequest = serde_json::from_value(json!({
+            "resource": "/users/{id}", "path": "/users/u-1", "httpMethod": "POST",
+            "headers": {"Host": "example.com"}, "multiValueHeaders": {"Host": ["example.com"]},
+            "queryStringParameters": null, "multiValueQueryStringParameters": null,
+            "pathParameters": {"id": "u-1"}, "stageVariables": null,
+            "requestContext": {"accountId": "123456789012", "resourceId": "r", "stage": "prod",
+                "requestId": "req", "identity": {"sourceIp": "127.0.0.1"}, "resourcePath": "/users/{id}",
+                "httpMethod": "POST", "apiId": "api"},
+            "body": null, "isBase64Encoded": false
+        }))
+        .unwrap();
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.xray_trace_id = Some(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+        );
+        let response = svc.call(LambdaEvent::new(event, ctx)).await.unwrap();
+        let response = serde_json::to_value(&response).unwrap();
+        assert_eq!(response["statusCode"], 201);
+        let docs = d.documents();
+        let handler = docs
+            .iter()
+            .find(|d| d["name"].as_str().unwrap().starts_with("## "))
+            .unwrap();
+        assert_eq!(handler["parent_id"], "53995c3f42cd8ad8");
+        assert_eq!(by_name(&docs, "route")["parent_id"], handler["id"]);
+        let recorded = handler["metadata"]["service_undefined"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert_eq!(recorded["statusCode"], 201);
+        assert_eq!(recorded["body"], "created u-1");
     }
 }
