@@ -1,6 +1,8 @@
 //! Outside Lambda, `begin_segment` starts a real trace. Its own test binary, because the
 //! daemon address and "am I in Lambda" are read from the environment once per process.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::UdpSocket;
 use std::time::Duration;
 
