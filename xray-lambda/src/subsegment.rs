@@ -115,7 +115,7 @@ impl Subsegment {
     /// 1–500 ASCII letters, digits or underscores (others are dropped with a warning);
     /// strings are cut to 1000 characters; NaN and infinite floats are dropped.
     pub fn put_annotation(&self, key: &str, value: impl Into<AnnotationValue>) {
-        if let Some(n) = &self.node {
+        if let Some(n) = self.node.as_ref().filter(|n| n.is_recording()) {
             n.put_annotation(key, value.into());
         }
     }
@@ -260,11 +260,13 @@ fn warn_no_context() {
     }
 }
 
+/// Runs `f` on the current node if it is recording; converts nothing otherwise, so
+/// calls without a sampled trace do not allocate.
 fn with_current(f: impl FnOnce(&Node)) {
     if !context::has_current() {
         return;
     }
-    if let Some(node) = context::current() {
+    if let Some(node) = context::current().filter(|n| n.is_recording()) {
         f(&node);
     }
 }
@@ -288,11 +290,7 @@ pub fn put_metadata_in<T: serde::Serialize + ?Sized>(namespace: &str, key: &str,
 #[track_caller]
 pub fn record_error<E: Error + ?Sized>(err: &E) {
     let at = Location::caller();
-    with_current(|n| {
-        if n.is_recording() {
-            n.add_exceptions(exception::from_error(err, Some(at)), ErrorKind::Fault);
-        }
-    });
+    with_current(|n| n.add_exceptions(exception::from_error(err, Some(at)), ErrorKind::Fault));
 }
 
 /// The trace header for an outgoing call made now: `Root` of the current trace,

@@ -1,0 +1,94 @@
+//! Without a sampled trace, the API allocates nothing: proven with a counting allocator.
+//! Its own test binary, because the global allocator is process-wide.
+
+// A counting global allocator is the one place the tests need `unsafe`.
+#![allow(clippy::unwrap_used, unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{service_fn, LambdaEvent};
+use xray_lambda::FutureExt;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call unchanged to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Every API call a traced function makes, once.
+async fn work() {
+    let s = xray_lambda::begin_subsegment("work");
+    s.put_annotation("user", "u-1");
+    s.put_annotation("count", 3);
+    s.put_metadata("payload", &[1, 2, 3]);
+    s.record_error(&std::fmt::Error);
+    xray_lambda::put_annotation("free", true);
+    xray_lambda::put_metadata_in("ns", "k", "v");
+    xray_lambda::record_error(&std::fmt::Error);
+    async {}.in_subsegment("inner").await;
+    s.end();
+}
+
+fn poll_once<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("work never waits"),
+    }
+}
+
+#[test]
+fn no_trace_and_unsampled_calls_do_not_allocate() {
+    // No trace at all.
+    poll_once(work()); // warm-up: thread-locals and one-time setup
+    let before = allocations();
+    poll_once(work());
+    assert_eq!(allocations() - before, 0, "no trace");
+
+    // Inside an unsampled invocation.
+    let measured = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let m = measured.clone();
+    let mut svc = xray_lambda::XRayLayer::new()
+        .daemon_address("127.0.0.1:9")
+        .enabled(true)
+        .layer(service_fn(move |_: LambdaEvent<()>| {
+            let m = m.clone();
+            async move {
+                work().await;
+                let before = allocations();
+                work().await;
+                m.store(allocations() - before, std::sync::atomic::Ordering::SeqCst);
+                Ok::<(), lambda_runtime::Error>(())
+            }
+        }));
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id =
+        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0".into());
+    poll_once(svc.call(LambdaEvent::new((), ctx))).unwrap();
+    assert_eq!(
+        measured.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "unsampled"
+    );
+}
