@@ -2,7 +2,7 @@
 //! Its own test binary, because the global allocator is process-wide.
 
 // A counting global allocator is the one place the tests need `unsafe`.
-#![allow(clippy::unwrap_used, unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::panic, unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
