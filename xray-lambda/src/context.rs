@@ -98,6 +98,9 @@ pub(crate) struct Node {
     started: Instant,
     /// The document being built; taken when the node ends. `None` for a facade.
     record: Mutex<Option<Record>>,
+    /// Errors the children recorded, as `(type, message, exception id)`: when the same
+    /// error reaches this node, it refers to the child's exception instead of repeating it.
+    from_children: Mutex<Vec<(String, String, SegmentId)>>,
 }
 
 impl Node {
@@ -112,6 +115,7 @@ impl Node {
             ended: AtomicBool::new(false),
             started: Instant::now(),
             record: Mutex::new(None),
+            from_children: Mutex::new(Vec::new()),
         })
     }
 
@@ -162,6 +166,7 @@ impl Node {
             ended: AtomicBool::new(false),
             started: Instant::now(),
             record: Mutex::new(Some(record)),
+            from_children: Mutex::new(Vec::new()),
         });
         lock(&node.trace.open).push(Arc::downgrade(&node));
         Some(node)
@@ -268,14 +273,36 @@ impl Node {
         self.with_record(|r| r.metadata.insert(namespace, key, raw));
     }
 
-    /// Adds exceptions and sets the flag for `kind`.
+    /// Records an error given as its exceptions (outermost first) and sets the flag for
+    /// `kind`. If a child already recorded the same error (same type and message), this
+    /// node's cause is a reference to the child's exception, as the official SDKs do for
+    /// an error that propagates; either way the parent learns of it in turn.
     pub(crate) fn add_exceptions(&self, exceptions: Vec<Exception>, kind: crate::ErrorKind) {
+        if !self.is_recording() {
+            return;
+        }
+        let Some(top) = exceptions.first() else {
+            self.with_record(|r| kind.set_flags(r));
+            return;
+        };
+        let same = |(t, m, _): &&(String, String, SegmentId)| *t == top.kind && *m == top.message;
+        let from_child = lock(&self.from_children).iter().find(same).map(|c| c.2);
+        let origin = (
+            top.kind.clone(),
+            top.message.clone(),
+            from_child.unwrap_or(top.id),
+        );
         self.with_record(|r| {
             kind.set_flags(r);
-            if !exceptions.is_empty() {
-                r.add_exceptions(exceptions);
+            match from_child {
+                Some(id) if r.cause.is_none() => r.cause = Some(Cause::Ref(id)),
+                Some(_) => {}
+                None => r.add_exceptions(exceptions),
             }
         });
+        if let Some(parent) = self.parent.as_ref().filter(|p| p.is_recording()) {
+            lock(&parent.from_children).push(origin);
+        }
     }
 
     /// Records the panic unwinding through this node as a fault. The first node to record

@@ -144,7 +144,6 @@ pub(crate) struct Exception {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub(crate) enum Cause {
-    #[allow(dead_code)] // Referenced exceptions come with errors propagating through captures.
     Ref(SegmentId),
     Exceptions {
         working_directory: &'static str,

@@ -19,22 +19,45 @@ const UNKNOWN_TYPE: &str = "Error";
 
 /// The exceptions for `err` and its `source()` chain, outermost first, each pointing at
 /// the next through `cause`. `at` becomes the first exception's stack frame.
-pub(crate) fn from_error<E: Error + ?Sized>(err: &E, at: Option<&Location<'_>>) -> Vec<Exception> {
+pub(crate) fn from_error<E: Error + ?Sized>(err: &E, at: Option<StackFrame>) -> Vec<Exception> {
     let top_type = short_type_name(std::any::type_name::<E>())
         .unwrap_or_else(|| type_from_debug(&format!("{err:?}")));
     chain(top_type, err.to_string(), err.source(), at)
 }
 
 /// [`from_error`] for an error known only as a trait object.
-fn from_dyn_error(err: &(dyn Error + 'static)) -> Vec<Exception> {
-    chain(type_of_dyn(err), err.to_string(), err.source(), None)
+pub(crate) fn from_dyn_error(
+    err: &(dyn Error + 'static),
+    at: Option<StackFrame>,
+) -> Vec<Exception> {
+    chain(type_of_dyn(err), err.to_string(), err.source(), at)
+}
+
+/// The single exception for an error that is not a `std::error::Error`: its type name
+/// and text.
+pub(crate) fn from_text(
+    type_name: &str,
+    message: String,
+    at: Option<StackFrame>,
+) -> Vec<Exception> {
+    let kind = short_type_name(type_name).unwrap_or_else(|| UNKNOWN_TYPE.into());
+    vec![exception(kind, message, at)]
+}
+
+/// The stack frame of a `record_error` call.
+pub(crate) fn caller_frame(at: &Location<'_>) -> StackFrame {
+    StackFrame {
+        path: at.file().to_owned(),
+        line: at.line(),
+        label: "record_error".into(),
+    }
 }
 
 fn chain(
     top_type: String,
     message: String,
     mut next: Option<&(dyn Error + 'static)>,
-    at: Option<&Location<'_>>,
+    at: Option<StackFrame>,
 ) -> Vec<Exception> {
     let mut out = vec![exception(top_type, message, at)];
     while let Some(src) = next {
@@ -56,13 +79,13 @@ fn chain(
 pub(crate) fn from_handler_error<E: Debug + 'static>(err: &E) -> Vec<Exception> {
     let any = err as &dyn Any;
     if let Some(e) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
-        return from_dyn_error(&**e);
+        return from_dyn_error(&**e, None);
     }
     if let Some(e) = any.downcast_ref::<Box<dyn Error + Send>>() {
-        return from_dyn_error(&**e);
+        return from_dyn_error(&**e, None);
     }
     if let Some(e) = any.downcast_ref::<Box<dyn Error>>() {
-        return from_dyn_error(&**e);
+        return from_dyn_error(&**e, None);
     }
     if let Some(e) = any.downcast_ref::<std::io::Error>() {
         return from_error(e, None);
@@ -78,13 +101,13 @@ pub(crate) fn from_handler_error<E: Debug + 'static>(err: &E) -> Vec<Exception> 
     } else {
         format!("{err:?}")
     };
-    let kind = short_type_name(std::any::type_name::<E>()).unwrap_or_else(|| UNKNOWN_TYPE.into());
-    let kind = if kind == "String" || kind == "&str" {
-        UNKNOWN_TYPE.into()
-    } else {
-        kind
-    };
-    vec![exception(kind, message, None)]
+    let type_name = std::any::type_name::<E>();
+    let plain_text = type_name == std::any::type_name::<String>() || type_name == "&str";
+    from_text(
+        if plain_text { UNKNOWN_TYPE } else { type_name },
+        message,
+        None,
+    )
 }
 
 /// The exception for a panic: the message from its payload when the caller caught one,
@@ -115,53 +138,57 @@ pub(crate) fn from_panic(payload: Option<&(dyn Any + Send)>) -> Exception {
     }
 }
 
-fn exception(kind: String, message: String, at: Option<&Location<'_>>) -> Exception {
+fn exception(kind: String, message: String, at: Option<StackFrame>) -> Exception {
     Exception {
         id: SegmentId::random(),
         message,
         kind,
         remote: false,
         cause: None,
-        stack: at
-            .map(|l| StackFrame {
-                path: l.file().to_owned(),
-                line: l.line(),
-                label: "record_error".into(),
-            })
-            .into_iter()
-            .collect(),
+        stack: at.into_iter().collect(),
         truncated: None,
     }
 }
 
-/// `my_crate::errors::Wrapper<alloc::string::String>` → `Wrapper<String>`. `None` for
-/// trait objects, whose real type only the value can tell.
+/// `my_crate::errors::Wrapper<alloc::string::String>` → `Wrapper<String>`. A type
+/// called just `Error` keeps its module: `std::io::error::Error` → `io::Error`,
+/// `serde_json::error::Error` → `serde_json::Error`. `None` for trait objects, whose
+/// real type only the value can tell.
 pub(crate) fn short_type_name(full: &str) -> Option<String> {
     if full.starts_with("dyn ") || full.contains("<dyn ") || full.starts_with("&dyn ") {
         return None;
     }
     let mut out = String::with_capacity(full.len());
-    let mut segment_start = 0;
+    let mut path_start = 0;
     for (i, c) in full.char_indices() {
-        match c {
-            ':' => segment_start = i + 1,
-            '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | ';' | '&' => {
-                out.push_str(&full[segment_start..i]);
-                out.push(c);
-                segment_start = i + 1;
-            }
-            _ => {}
+        if matches!(c, '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | ';' | '&') {
+            push_short_path(&mut out, &full[path_start..i]);
+            out.push(c);
+            path_start = i + 1;
         }
     }
-    out.push_str(&full[segment_start..]);
+    push_short_path(&mut out, &full[path_start..]);
     Some(out)
+}
+
+/// The last segment of a `::` path, with its module when it is just `Error`.
+fn push_short_path(out: &mut String, path: &str) {
+    let mut segments = path.rsplit("::");
+    let last = segments.next().unwrap_or_default();
+    if last == UNKNOWN_TYPE {
+        if let Some(module) = segments.find(|m| *m != "error") {
+            out.push_str(module);
+            out.push_str("::");
+        }
+    }
+    out.push_str(last);
 }
 
 /// The type of an error seen only as `dyn Error`: known std types by downcast, else the
 /// leading identifier of its `Debug` text (`ParseIntError { .. }` → `ParseIntError`).
 fn type_of_dyn(err: &(dyn Error + 'static)) -> String {
     if err.is::<std::io::Error>() {
-        return "io::Error".into();
+        return short_type_name(std::any::type_name::<std::io::Error>()).unwrap_or_default();
     }
     type_from_debug(&format!("{err:?}"))
 }
@@ -304,7 +331,7 @@ mod tests {
 
     #[test]
     fn source_chain_becomes_linked_exceptions() {
-        let ex = from_error(&chain(), Some(Location::caller()));
+        let ex = from_error(&chain(), Some(caller_frame(Location::caller())));
         assert_eq!(ex.len(), 3);
         assert_eq!(ex[0].kind, "Outer");
         assert_eq!(ex[0].message, "could not load user");
@@ -355,6 +382,19 @@ mod tests {
             "Wrapper<String, D>"
         );
         assert_eq!(short_type_name("dyn core::error::Error + Send"), None);
+        assert_eq!(
+            short_type_name("std::io::error::Error").unwrap(),
+            "io::Error"
+        );
+        assert_eq!(
+            short_type_name("serde_json::error::Error").unwrap(),
+            "serde_json::Error"
+        );
+        assert_eq!(short_type_name("Error").unwrap(), "Error");
+        assert_eq!(
+            short_type_name("core::result::Result<u8, core::fmt::Error>").unwrap(),
+            "Result<u8, fmt::Error>"
+        );
         assert_eq!(
             type_from_debug("ParseIntError { kind: InvalidDigit }"),
             "ParseIntError"

@@ -149,7 +149,10 @@ impl Subsegment {
     #[track_caller]
     pub fn record_error_as<E: Error + ?Sized>(&self, err: &E, kind: ErrorKind) {
         if let Some(n) = self.node.as_ref().filter(|n| n.is_recording()) {
-            n.add_exceptions(exception::from_error(err, Some(Location::caller())), kind);
+            n.add_exceptions(
+                exception::from_error(err, Some(exception::caller_frame(Location::caller()))),
+                kind,
+            );
         }
     }
 
@@ -158,6 +161,10 @@ impl Subsegment {
         if let Some(n) = &self.node {
             n.add_exceptions(Vec::new(), kind);
         }
+    }
+
+    pub(crate) fn node(&self) -> Option<&Node> {
+        self.node.as_deref()
     }
 
     /// The trace header for a call made from inside this subsegment.
@@ -290,7 +297,12 @@ pub fn put_metadata_in<T: serde::Serialize + ?Sized>(namespace: &str, key: &str,
 #[track_caller]
 pub fn record_error<E: Error + ?Sized>(err: &E) {
     let at = Location::caller();
-    with_current(|n| n.add_exceptions(exception::from_error(err, Some(at)), ErrorKind::Fault));
+    with_current(|n| {
+        n.add_exceptions(
+            exception::from_error(err, Some(exception::caller_frame(at))),
+            ErrorKind::Fault,
+        )
+    });
 }
 
 /// The trace header for an outgoing call made now: `Root` of the current trace,
