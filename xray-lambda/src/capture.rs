@@ -223,6 +223,12 @@ pub fn call<R, F: FnOnce() -> R>(f: F) -> R {
     f()
 }
 
+/// Always `None`, typed `Option<T>` for a `&T`: lets generated code unify a value's type
+/// with the function's return type (`return` in a branch never taken).
+pub fn none_like<T>(_: &T) -> Option<T> {
+    None
+}
+
 /// Opens a captured sync function's subsegment.
 pub fn begin(site: &Site) -> Subsegment {
     begin_subsegment(site.name)

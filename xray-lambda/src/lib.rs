@@ -27,6 +27,16 @@
 //! # }
 //! ```
 //!
+//! Any function becomes a subsegment with [`macro@capture`]:
+//!
+//! ```
+//! #[xray_lambda::capture]
+//! fn parse_order(body: &str) -> Result<u32, std::num::ParseIntError> {
+//!     body.trim().parse()
+//! }
+//! # assert_eq!(parse_order(" 7 ").unwrap(), 7);
+//! ```
+//!
 //! In `main`, replace `lambda_runtime::run` with [`run`] (or [`run_concurrent`] for
 //! Lambda Managed Instances), or wrap your service with [`XRayLayer`]:
 //!
@@ -77,7 +87,64 @@ pub use subsegment::{
     Subsegment,
 };
 
-/// Turns a function or method into a subsegment; see the crate docs.
+/// Runs a function or method in a subsegment: `#[capture]` names it after the function,
+/// `#[capture("name")]` or `#[capture(name = "name")]` names it explicitly.
+///
+/// ```
+/// use xray_lambda::capture;
+///
+/// #[derive(Debug)]
+/// struct NotFound;
+/// # impl std::fmt::Display for NotFound {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("not found") }
+/// # }
+/// # impl std::error::Error for NotFound {}
+///
+/// #[capture(annotate(user_id), error_kind = "error")]
+/// async fn load_user(user_id: &str) -> Result<String, NotFound> {
+///     if user_id.is_empty() {
+///         return Err(NotFound); // recorded: `error` flag, exception of type `NotFound`
+///     }
+///     Ok(format!("user {user_id}"))
+/// }
+///
+/// #[capture("checksum")]
+/// fn checksum(data: &[u8]) -> u32 {
+///     data.iter().map(|&b| b as u32).sum()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(load_user("u-1").await.unwrap(), "user u-1");
+/// assert_eq!(checksum(b"ab"), 195);
+/// # }
+/// ```
+///
+/// It applies to functions, `async fn`s, methods (`&self`, `&mut self`, `self`), generic
+/// functions, functions returning `impl Trait`, `unsafe fn`s and `#[async_trait]` methods
+/// (the inner future is instrumented, not the boxing). For an `async` block, use
+/// [`FutureExt::in_subsegment`].
+///
+/// - The subsegment opens when the body starts (for `async fn`: at the first poll, not at
+///   the call) and ends when it returns or the future completes; a future dropped before
+///   completion ends it marked `{"xray_lambda": {"incomplete": "future dropped before completion"}}`.
+/// - A return type spelled `…Result<T, E>` is inspected: an `Err` is recorded as a fault
+///   with one exception per error in its `source()` chain (`type` is `E`'s name). Boxed
+///   `dyn Error`s keep their chain; other error types are recorded by `Display` or
+///   `Debug`. When the same error propagates through several captured functions, the
+///   outer subsegments refer to the inner exception by id instead of repeating it.
+/// - A panic is recorded as a fault with its message and location, then keeps unwinding.
+/// - With no sampled trace, the generated code does not allocate.
+///
+/// Options, comma-separated:
+///
+/// | option | effect |
+/// |---|---|
+/// | `"name"`, `name = "name"` | the subsegment name (default: the function's) |
+/// | `error_kind = "error"` | count an `Err` as a client error (`"throttle"`: a throttle; default `"fault"`) |
+/// | `annotate(param, …)` | record these parameters as annotations (strings, integers, floats, bools, and references to them) |
+/// | `metadata(param, …)` | record these parameters (any `Serialize`) as metadata under `default` |
+/// | `response` | record the return value (the `Ok` value for a `Result`) as metadata `response` |
 #[cfg(feature = "macros")]
 pub use xray_macros::capture;
 
@@ -85,8 +152,9 @@ pub use xray_macros::capture;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::capture::{
-        annotate, begin, call, capture_future, complete, AnnotationArg, Captured, ErrorView, Hook,
-        Outcome, Site, ViaBoxedError, ViaDebug, ViaDisplay, ViaStdError, ViaTypeName,
+        annotate, begin, call, capture_future, complete, none_like, AnnotationArg, Captured,
+        ErrorView, Hook, Outcome, Site, ViaBoxedError, ViaDebug, ViaDisplay, ViaStdError,
+        ViaTypeName,
     };
     pub use crate::subsegment::put_metadata;
     pub use crate::ErrorKind;

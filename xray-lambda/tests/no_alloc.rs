@@ -35,6 +35,22 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+#[xray_lambda::capture(annotate(user, n), metadata(n), response)]
+fn captured_sync(user: &str, n: u32) -> Result<u32, std::fmt::Error> {
+    if n > 100 {
+        return Err(std::fmt::Error);
+    }
+    Ok(n + user.len() as u32)
+}
+
+#[xray_lambda::capture("named")]
+async fn captured_async(fail: bool) -> Result<(), lambda_runtime::Error> {
+    if fail {
+        return Err("no".into());
+    }
+    Ok(())
+}
+
 /// Every API call a traced function makes, once.
 async fn work() {
     let s = xray_lambda::begin_subsegment("work");
@@ -46,6 +62,9 @@ async fn work() {
     xray_lambda::put_metadata_in("ns", "k", "v");
     xray_lambda::record_error(&std::fmt::Error);
     async {}.in_subsegment("inner").await;
+    let _ = captured_sync("u", 1);
+    let _ = captured_sync("u", 1000);
+    let _ = captured_async(false).await;
     s.end();
 }
 

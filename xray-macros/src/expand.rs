@@ -77,15 +77,22 @@ pub(crate) fn expand(options: Options, item: TokenStream) -> syn::Result<TokenSt
         let inspects = options.response || output.as_ref().is_some_and(is_result);
         if inspects {
             let call = match output.as_ref().filter(|t| !contains_impl(t)) {
-                Some(t) => quote!(::xray_lambda::__private::call::<#t, _>(move || #block)),
-                None => quote!(::xray_lambda::__private::call(move || #block)),
+                Some(t) => quote!(::xray_lambda::__private::call::<#t, _>(move || #block);),
+                // `impl Trait` cannot be named: tie the output to the function's return
+                // type instead, so the hook below sees the concrete type.
+                None => quote! {
+                    ::xray_lambda::__private::call(move || #block);
+                    if let ::core::option::Option::Some(__xray_same) = ::xray_lambda::__private::none_like(&__xray_out) {
+                        return __xray_same;
+                    }
+                },
             };
             let hook = hook(&options, output.as_ref());
             quote! {{
                 #site
                 let __xray_guard = ::xray_lambda::__private::begin(&__XRAY_SITE);
                 #prologue
-                let __xray_out = #call;
+                let __xray_out = #call
                 ::xray_lambda::__private::complete(&__xray_guard, &__XRAY_SITE, &__xray_out, #hook);
                 __xray_out
             }}

@@ -1,0 +1,8 @@
+#[xray_lambda::capture]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    let _ = answer();
+}

@@ -1,0 +1,6 @@
+trait T {
+    #[xray_lambda::capture]
+    fn f(&self);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xray_lambda::capture(concat!("a", "b"))]
+fn f() {}
+
+fn main() {
+    f();
+}

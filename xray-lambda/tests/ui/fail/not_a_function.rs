@@ -1,0 +1,6 @@
+#[xray_lambda::capture]
+struct Handler;
+
+fn main() {
+    let _ = Handler;
+}

@@ -1,0 +1,6 @@
+#[xray_lambda::capture(nmae = "typo")]
+fn f() {}
+
+fn main() {
+    f();
+}
