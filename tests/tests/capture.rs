@@ -378,7 +378,7 @@ async fn dropped_futures_are_ended_and_marked_cancelled() {
     let l = by_name(&docs, "leaf");
     assert_eq!(
         l["metadata"]["xray_lambda"]["incomplete"],
-        "future dropped before completion"
+        "cancelled: future dropped before completion"
     );
 }
 

@@ -30,7 +30,7 @@ use crate::sanitize;
 
 /// Why a subsegment was ended by something other than its own code.
 pub(crate) const ENDED_AT_INVOCATION_END: &str = "still open when the handler returned";
-pub(crate) const ENDED_BY_CANCELLATION: &str = "future dropped before completion";
+pub(crate) const ENDED_BY_CANCELLATION: &str = "cancelled: future dropped before completion";
 
 /// Locks, recovering from poisoning: a panic elsewhere must not stop tracing here.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -127,7 +127,7 @@ pub use subsegment::{
 ///
 /// - The subsegment opens when the body starts (for `async fn`: at the first poll, not at
 ///   the call) and ends when it returns or the future completes; a future dropped before
-///   completion ends it marked `{"xray_lambda": {"incomplete": "future dropped before completion"}}`.
+///   completion ends it marked `{"xray_lambda": {"incomplete": "cancelled: future dropped before completion"}}`.
 /// - A return type spelled `…Result<T, E>` is inspected: an `Err` is recorded as a fault
 ///   with one exception per error in its `source()` chain (`type` is `E`'s name). Boxed
 ///   `dyn Error`s keep their chain; other error types are recorded by `Display` or

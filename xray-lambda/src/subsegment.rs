@@ -591,7 +591,7 @@ mod tests {
         assert_eq!(names, ["child", "slow"], "children are sent before parents");
         assert_eq!(
             by_name(&docs, "slow")["metadata"]["xray_lambda"]["incomplete"],
-            "future dropped before completion"
+            "cancelled: future dropped before completion"
         );
     }
 }
