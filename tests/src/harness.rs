@@ -459,3 +459,159 @@ pub fn root_and_parent(header: &str) -> (String, String) {
     };
     (field("Root="), field("Parent="))
 }
+
+/// The project's `.venv/bin/<tool>`, or `<tool>` on `PATH`.
+fn venv_tool(tool: &str) -> PathBuf {
+    let venv = workspace_root().join(".venv/bin").join(tool);
+    if venv.exists() {
+        return venv;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(tool))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!("{tool} not found: run ./scripts/test.sh (it installs it into .venv)")
+        })
+}
+
+/// `moto_server`: DynamoDB and S3 on a free loopback port, stopped when dropped.
+#[derive(Debug)]
+pub struct Moto {
+    pub endpoint: String,
+    pub addr: SocketAddr,
+    _process: Process,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(venv_tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let process = Process::new(child);
+        wait_for_port(port, "moto_server");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Moto {
+            endpoint: format!("http://{addr}"),
+            addr,
+            _process: process,
+        }
+    }
+}
+
+/// A canned HTTP answer.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// A loopback HTTP proxy in front of `upstream`: records each request's
+/// `X-Amzn-Trace-Id`, answers the first `canned` requests itself (all of them with
+/// `forever`), and passes the rest through. Every connection is closed after one
+/// exchange, so the client never reuses one.
+#[derive(Debug)]
+pub struct Proxy {
+    pub endpoint: String,
+    trace_headers: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: SocketAddr, canned: Vec<Canned>, forever: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let trace_headers: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let seen = trace_headers.clone();
+        let queue = Arc::new(Mutex::new(VecDeque::from(canned)));
+        thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (seen, queue) = (seen.clone(), queue.clone());
+                thread::spawn(move || {
+                    let _ = proxy_one(stream, upstream, &seen, &queue, forever);
+                });
+            }
+        });
+        Proxy {
+            endpoint,
+            trace_headers,
+        }
+    }
+
+    /// The `X-Amzn-Trace-Id` of every request so far, in order.
+    pub fn trace_headers(&self) -> Vec<Option<String>> {
+        self.trace_headers.lock().unwrap().clone()
+    }
+}
+
+fn proxy_one(
+    stream: TcpStream,
+    upstream: SocketAddr,
+    seen: &Mutex<Vec<Option<String>>>,
+    queue: &Mutex<VecDeque<Canned>>,
+    forever: bool,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut head = String::new();
+    let mut length = 0usize;
+    let mut trace = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = trimmed.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if k.eq_ignore_ascii_case("x-amzn-trace-id") {
+                trace = Some(v.trim().to_owned());
+            }
+            if k.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+        }
+        head.push_str(trimmed);
+        head.push_str("\r\n");
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    seen.lock().unwrap().push(trace);
+    let mut out = stream;
+    let canned = {
+        let mut q = queue.lock().unwrap();
+        if forever {
+            q.front().cloned()
+        } else {
+            q.pop_front()
+        }
+    };
+    if let Some(c) = canned {
+        let response = format!(
+            "HTTP/1.1 {} Canned\r\nContent-Type: {}\r\nContent-Length: {}\r\nx-amzn-RequestId: canned-request\r\nConnection: close\r\n\r\n{}",
+            c.status,
+            c.content_type,
+            c.body.len(),
+            c.body
+        );
+        return out.write_all(response.as_bytes());
+    }
+    let mut up = TcpStream::connect(upstream)?;
+    up.write_all(head.as_bytes())?;
+    up.write_all(b"Connection: close\r\n\r\n")?;
+    up.write_all(&body)?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response)?;
+    out.write_all(&response)
+}

@@ -247,6 +247,40 @@ impl Serialize for Metadata {
     }
 }
 
+/// `namespace` of a subsegment for an AWS SDK call.
+pub(crate) const AWS_NAMESPACE: &str = "aws";
+
+/// `http` of a subsegment for a downstream call.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Http {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<HttpResponse>,
+}
+
+/// `http.response`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct HttpResponse {
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_length: Option<u64>,
+}
+
+/// `aws` of a subsegment for an AWS SDK call. `parameters` are the recorded request
+/// parameters, already snake_cased (`table_name`, `bucket_name`, …).
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Aws {
+    pub operation: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_2: Option<String>,
+    pub retries: u32,
+    #[serde(flatten)]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Whether a document is a top-level segment or an independent subsegment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -303,6 +337,10 @@ pub(crate) struct Record {
     pub annotations: Annotations,
     #[serde(skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<Http>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<Aws>,
 }
 
 /// Ways to make a document smaller, tried in order until it fits one datagram.
@@ -362,6 +400,8 @@ impl Record {
             cause: None,
             annotations: Annotations::default(),
             metadata: Metadata::default(),
+            http: None,
+            aws: None,
         }
     }
 

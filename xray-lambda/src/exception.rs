@@ -44,6 +44,14 @@ pub(crate) fn from_text(
     vec![exception(kind, message, at)]
 }
 
+/// The exception for an error a service answered with: its error code and message.
+pub(crate) fn remote(code: String, message: String) -> Exception {
+    Exception {
+        remote: true,
+        ..exception(code, message, None)
+    }
+}
+
 /// The stack frame of a `record_error` call.
 pub(crate) fn caller_frame(at: &Location<'_>) -> StackFrame {
     StackFrame {

@@ -58,6 +58,8 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "aws-sdk")]
+pub mod aws;
 mod capture;
 mod config;
 mod context;

@@ -1,0 +1,724 @@
+//! [`XRayInterceptor`]: every AWS SDK for Rust call as a subsegment, and the trace
+//! header on every request.
+//!
+//! The AWS SDK has no global registration: add the interceptor to each client's
+//! config, or to a single call.
+//!
+//! ```no_run
+//! # async fn example(sdk_config: aws_types::SdkConfig) {
+//! use xray_lambda::aws::XRayInterceptor;
+//!
+//! // Every call of this client:
+//! // let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+//! //     aws_sdk_dynamodb::config::Builder::from(&sdk_config)
+//! //         .interceptor(XRayInterceptor::new())
+//! //         .build(),
+//! // );
+//! // One call:
+//! // s3.get_object().bucket("b").key("k")
+//! //     .customize().interceptor(XRayInterceptor::new())
+//! //     .send().await;
+//! # let _ = (sdk_config, XRayInterceptor::new());
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::context::{self, Node};
+use crate::document::{self, Aws, Http, AWS_NAMESPACE};
+use crate::exception;
+use crate::ErrorKind;
+
+/// The request header that carries the trace.
+const TRACE_HEADER: &str = "X-Amzn-Trace-Id";
+/// Subsegment name when the operation metadata is missing.
+const UNKNOWN_SERVICE: &str = "AWS";
+
+/// Error codes that mean "slow down", whatever the HTTP status.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "TooManyRequestsException",
+    "TransactionInProgressException",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// DynamoDB request parameters recorded when present (PROTOCOL §4), by JSON key.
+const DYNAMODB_PARAMETERS: &[&str] = &[
+    "TableName",
+    "IndexName",
+    "Limit",
+    "Select",
+    "ConsistentRead",
+    "ProjectionExpression",
+    "ScanIndexForward",
+    "Segment",
+    "TotalSegments",
+    "ExclusiveStartTableName",
+];
+
+/// Records each AWS SDK call made under a trace as a subsegment named after the service
+/// (`DynamoDB`, `S3`, …) with the operation, region, request id, retries, HTTP status
+/// and the request parameters X-Ray knows (`table_name`, `bucket_name`, `key`, …), and
+/// sends the trace header with the request.
+///
+/// One subsegment per operation, however many attempts it takes (`aws.retries`). Safe
+/// to share: per-call state lives in the call's config bag, not in the interceptor.
+/// Without a trace it does nothing, and the SDK's own header handling is untouched.
+#[derive(Clone, Default)]
+pub struct XRayInterceptor {
+    extra: Arc<Vec<ExtraParameter>>,
+}
+
+#[derive(Clone, Debug)]
+struct ExtraParameter {
+    service: String,
+    operation: String,
+    name: String,
+    field: String,
+}
+
+impl fmt::Debug for XRayInterceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XRayInterceptor")
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+impl XRayInterceptor {
+    /// An interceptor recording the standard parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also records the request parameter `name` (as sent: a JSON body key, a form or
+    /// query parameter, e.g. `"ReturnValues"`) of `service`'s `operation` (`"*"` for
+    /// all), under its snake_case name (`return_values`).
+    pub fn with_parameter(mut self, service: &str, operation: &str, name: &str) -> Self {
+        Arc::make_mut(&mut self.extra).push(ExtraParameter {
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+            name: name.to_owned(),
+            field: snake_case(name),
+        });
+        self
+    }
+}
+
+/// What one call carries through its config bag.
+#[derive(Debug)]
+struct CallState {
+    /// `None` when the trace is not sampled: the header is still sent.
+    node: Option<Arc<Node>>,
+    header: String,
+    attempts: AtomicU32,
+    parameters_recorded: AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+struct Call(Arc<CallState>);
+
+impl Storable for Call {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for XRayInterceptor {
+    fn name(&self) -> &'static str {
+        "XRayInterceptor"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(current) = context::current() else {
+            return Ok(());
+        };
+        // The operation's metadata is not in the bag yet: `identify` names the
+        // subsegment once it is.
+        let node = Node::child(&current, UNKNOWN_SERVICE, false);
+        let header = node
+            .as_ref()
+            .unwrap_or(&current)
+            .outgoing_header()
+            .to_string();
+        if let Some(n) = &node {
+            n.with_record(|r| {
+                r.namespace = Some(AWS_NAMESPACE);
+                r.aws = Some(Aws::default());
+            });
+        }
+        cfg.interceptor_state().store_put(Call(Arc::new(CallState {
+            node,
+            header,
+            attempts: AtomicU32::new(0),
+            parameters_recorded: AtomicBool::new(false),
+        })));
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Call(call)) = cfg.load::<Call>() else {
+            return Ok(());
+        };
+        call.attempts.fetch_add(1, Ordering::Relaxed);
+        if let Some(node) = &call.node {
+            if !call.parameters_recorded.swap(true, Ordering::Relaxed) {
+                identify(node, cfg);
+                let metadata = cfg.load::<Metadata>();
+                let (service, operation) = metadata.map_or(("", ""), |m| (m.service(), m.name()));
+                let parameters =
+                    request_parameters(service, operation, context.request(), &self.extra);
+                node.with_record(|r| {
+                    if let Some(aws) = &mut r.aws {
+                        aws.parameters.extend(parameters);
+                    }
+                });
+            }
+        }
+        // After signing, so the header is never part of a signature; replacing whatever
+        // the SDK's recursion detection put there from the process-wide variable.
+        if let Err(e) = context
+            .request_mut()
+            .headers_mut()
+            .try_insert(TRACE_HEADER, call.header.clone())
+        {
+            tracing::debug!(error = %e, "trace header not added to the AWS request");
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Call(call)) = cfg.load::<Call>() else {
+            return Ok(());
+        };
+        let Some(node) = &call.node else {
+            return Ok(());
+        };
+        if !call.parameters_recorded.load(Ordering::Relaxed) {
+            identify(node, cfg);
+        }
+        let retries = call.attempts.load(Ordering::Relaxed).saturating_sub(1);
+        let response = context.response();
+        node.with_record(|r| {
+            if let Some(aws) = &mut r.aws {
+                aws.retries = retries;
+                if let Some(resp) = response {
+                    let h = resp.headers();
+                    aws.request_id = ["x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id"]
+                        .iter()
+                        .find_map(|k| h.get(*k))
+                        .map(str::to_owned);
+                    aws.id_2 = h.get("x-amz-id-2").map(str::to_owned);
+                }
+            }
+            if let Some(resp) = response {
+                r.http = Some(Http {
+                    response: Some(document::HttpResponse {
+                        status: resp.status().as_u16(),
+                        content_length: resp
+                            .headers()
+                            .get("content-length")
+                            .and_then(|v| v.parse().ok()),
+                    }),
+                });
+            }
+        });
+        match (response, context.output_or_error()) {
+            (Some(resp), _) if resp.status().as_u16() >= 400 => {
+                record_service_error(node, resp, context)
+            }
+            (_, Some(Err(err))) => {
+                let mut exceptions = exception::from_error(err, None);
+                if let Some(first) = exceptions.first_mut() {
+                    first.kind = orchestrator_error_kind(err).to_owned();
+                }
+                node.add_exceptions(exceptions, ErrorKind::Fault);
+            }
+            _ => {}
+        }
+        node.end();
+        Ok(())
+    }
+}
+
+/// Names the subsegment after the service (`DynamoDB`, `S3`) and records the operation
+/// and region, from what the SDK put in the config bag.
+fn identify(node: &Node, cfg: &ConfigBag) {
+    let Some(metadata) = cfg.load::<Metadata>() else {
+        return;
+    };
+    let region = cfg
+        .load::<aws_types::region::Region>()
+        .map(|r| r.to_string());
+    node.with_record(|r| {
+        r.name = crate::sanitize::sanitize_name(metadata.service()).into_owned();
+        if let Some(aws) = &mut r.aws {
+            aws.operation = metadata.name().to_owned();
+            aws.region = region;
+        }
+    });
+}
+
+fn orchestrator_error_kind<E>(
+    err: &aws_smithy_runtime_api::client::orchestrator::OrchestratorError<E>,
+) -> &'static str {
+    if err.is_timeout_error() {
+        "TimeoutError"
+    } else if let Some(c) = err.as_connector_error() {
+        if c.is_timeout() {
+            "TimeoutError"
+        } else if c.is_io() {
+            "ConnectionError"
+        } else {
+            "ConnectorError"
+        }
+    } else if err.is_response_error() {
+        "ResponseError"
+    } else if err.is_interceptor_error() {
+        "InterceptorError"
+    } else {
+        "SdkError"
+    }
+}
+
+/// A 4xx or 5xx answer: the service's error code and message as a remote exception.
+fn record_service_error(
+    node: &Node,
+    resp: &HttpResponse,
+    context: &FinalizerInterceptorContextRef<'_>,
+) {
+    let status = resp.status().as_u16();
+    let (code, message) = error_code_and_message(resp);
+    let code = code.unwrap_or_else(|| format!("HTTP {status}"));
+    let message = message
+        .or_else(|| match context.output_or_error() {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let kind = if status == 429 || THROTTLING_CODES.contains(&code.as_str()) {
+        ErrorKind::Throttle
+    } else if status >= 500 {
+        ErrorKind::Fault
+    } else {
+        ErrorKind::Error
+    };
+    node.add_exceptions(vec![exception::remote(code, message)], kind);
+}
+
+/// The error code and message of an AWS error response: JSON (`__type`, `code`,
+/// `message`), XML (`<Code>`, `<Message>`), or the `x-amzn-ErrorType` header.
+fn error_code_and_message(resp: &HttpResponse) -> (Option<String>, Option<String>) {
+    let header_code = resp.headers().get("x-amzn-errortype").map(clean_code);
+    let Some(body) = resp.body().bytes().filter(|b| !b.is_empty()) else {
+        return (header_code, None);
+    };
+    if let Ok(json) = serde_json::from_slice::<BTreeMap<String, Value>>(body) {
+        let field = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| json.get(*k)?.as_str().map(str::to_owned))
+        };
+        let code = field(&["__type", "code", "Code"]).map(|c| clean_code(&c));
+        return (
+            header_code.or(code),
+            field(&["message", "Message", "errorMessage"]),
+        );
+    }
+    let text = String::from_utf8_lossy(body);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find("</")? + start;
+        Some(text[start..end].trim().to_owned())
+    };
+    (header_code.or_else(|| tag("Code")), tag("Message"))
+}
+
+/// `com.amazonaws.dynamodb.v20120810#ResourceNotFoundException` → the last part;
+/// `Code:http://…` → `Code`.
+fn clean_code(raw: &str) -> String {
+    let after_hash = raw.rsplit('#').next().unwrap_or(raw);
+    after_hash
+        .split(':')
+        .next()
+        .unwrap_or(after_hash)
+        .trim()
+        .to_owned()
+}
+
+/// The request parameters X-Ray records for this call, snake_cased.
+fn request_parameters(
+    service: &str,
+    operation: &str,
+    request: &HttpRequest,
+    extra: &[ExtraParameter],
+) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    let view = RequestView::new(request);
+    match service {
+        "DynamoDB" => {
+            for name in DYNAMODB_PARAMETERS {
+                if let Some(v) = view.get(name) {
+                    out.insert(snake_case(name), v);
+                }
+            }
+            if let Some(items) = view.json_raw("RequestItems") {
+                if let Ok(tables) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(items.get()) {
+                    out.insert(
+                        "table_names".into(),
+                        tables.keys().map(|t| Value::from(*t)).collect(),
+                    );
+                }
+            }
+        }
+        "S3" => s3_parameters(request, &mut out),
+        "SQS" => copy(&view, "QueueUrl", &mut out),
+        "SNS" => copy(&view, "TopicArn", &mut out),
+        "Lambda" => {
+            copy(&view, "FunctionName", &mut out);
+            let path = request.uri().split('?').next().unwrap_or_default();
+            if let Some(rest) = path.split("/functions/").nth(1) {
+                let name = rest.split('/').next().unwrap_or_default();
+                out.entry("function_name")
+                    .or_insert_with(|| percent_decode(name).into());
+            }
+        }
+        _ => {}
+    }
+    for p in extra
+        .iter()
+        .filter(|p| p.service == service && (p.operation == operation || p.operation == "*"))
+    {
+        if let Some(v) = view.get(&p.name) {
+            out.insert(p.field.clone(), v);
+        }
+    }
+    out
+}
+
+fn copy(view: &RequestView<'_>, name: &str, out: &mut serde_json::Map<String, Value>) {
+    if let Some(v) = view.get(name) {
+        out.insert(snake_case(name), v);
+    }
+}
+
+/// Bucket, key and prefix from an S3 request: path-style (`/bucket/key`) or
+/// virtual-hosted (`bucket.s3.region.amazonaws.com/key`).
+fn s3_parameters(request: &HttpRequest, out: &mut serde_json::Map<String, Value>) {
+    let uri = request.uri();
+    let after_scheme = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let (host, path_and_query) = after_scheme.split_once('/').unwrap_or((after_scheme, ""));
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let host = host.split(':').next().unwrap_or(host);
+    let virtual_bucket = host
+        .find(".s3.")
+        .or_else(|| host.find(".s3-"))
+        .map(|i| &host[..i])
+        .filter(|b| !b.is_empty());
+    let (bucket, key) = match virtual_bucket {
+        Some(b) => (Some(b.to_owned()), path),
+        None => {
+            let (b, k) = path.split_once('/').unwrap_or((path, ""));
+            (Some(percent_decode(b)).filter(|b| !b.is_empty()), k)
+        }
+    };
+    if let Some(b) = bucket {
+        out.insert("bucket_name".into(), b.into());
+    }
+    if !key.is_empty() {
+        out.insert("key".into(), percent_decode(key).into());
+    }
+    for (k, v) in form_pairs(query) {
+        match k.as_str() {
+            "prefix" => {
+                out.insert("prefix".into(), v.into());
+            }
+            "versionId" => {
+                out.insert("version_id".into(), v.into());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A request's parameters: top-level keys of a JSON body, form fields of a query-protocol
+/// body, and query-string parameters.
+struct RequestView<'a> {
+    json: Option<BTreeMap<&'a str, &'a RawValue>>,
+    form: Vec<(String, String)>,
+}
+
+impl<'a> RequestView<'a> {
+    fn new(request: &'a HttpRequest) -> Self {
+        let body = request.body().bytes().unwrap_or_default();
+        let json = if body.first() == Some(&b'{') {
+            serde_json::from_slice(body).ok()
+        } else {
+            None
+        };
+        let mut form = Vec::new();
+        if json.is_none() && !body.is_empty() {
+            if let Ok(text) = std::str::from_utf8(body) {
+                form.extend(form_pairs(text));
+            }
+        }
+        if let Some((_, query)) = request.uri().split_once('?') {
+            form.extend(form_pairs(query));
+        }
+        RequestView { json, form }
+    }
+
+    fn json_raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.json.as_ref()?.get(name).copied()
+    }
+
+    fn get(&self, name: &str) -> Option<Value> {
+        if let Some(raw) = self.json_raw(name) {
+            return serde_json::from_str(raw.get()).ok();
+        }
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Value::from(v.as_str()))
+    }
+}
+
+fn form_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `TableName` → `table_name`, `QueueUrl` → `queue_url`, `SSEKMSKeyId` → `ssekms_key_id`.
+fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let prev_upper = i > 0 && chars[i - 1].is_uppercase();
+            if i > 0 && (prev_lower || (prev_upper && next_lower)) {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_cases_aws_names() {
+        for (from, to) in [
+            ("TableName", "table_name"),
+            ("QueueUrl", "queue_url"),
+            ("TopicArn", "topic_arn"),
+            ("SSEKMSKeyId", "ssekms_key_id"),
+            ("IndexName", "index_name"),
+            ("Limit", "limit"),
+        ] {
+            assert_eq!(snake_case(from), to);
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("users%2Fu-1%2Finfo.txt"),
+            "users/u-1/info.txt"
+        );
+        assert_eq!(percent_decode("a+b%zz%4"), "a b%zz%4");
+        assert_eq!(percent_decode("%E2%9C%93"), "✓");
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(
+            clean_code("com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(
+            clean_code("ValidationException:http://internal.amazon.com/coral/"),
+            "ValidationException"
+        );
+        assert_eq!(clean_code("NoSuchKey"), "NoSuchKey");
+    }
+
+    fn request(uri: &str, body: &str) -> HttpRequest {
+        let mut r = HttpRequest::new(aws_smithy_types::body::SdkBody::from(body.to_owned()));
+        r.set_uri(uri.to_owned()).unwrap();
+        r
+    }
+
+    #[test]
+    fn dynamodb_parameters_from_the_json_body() {
+        let r = request(
+            "https://dynamodb.us-east-1.amazonaws.com/",
+            r#"{"TableName":"users","IndexName":"by_email","Limit":10,"ConsistentRead":true,"Item":{"userId":{"S":"u-1"}}}"#,
+        );
+        let p = request_parameters("DynamoDB", "Query", &r, &[]);
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"table_name": "users", "index_name": "by_email", "limit": 10, "consistent_read": true})
+        );
+        let batch = request("https://x/", r#"{"RequestItems":{"users":[],"orders":[]}}"#);
+        let p = request_parameters("DynamoDB", "BatchWriteItem", &batch, &[]);
+        assert_eq!(p["table_names"], serde_json::json!(["orders", "users"]));
+    }
+
+    #[test]
+    fn s3_path_and_virtual_hosted_styles() {
+        let p = request_parameters(
+            "S3",
+            "PutObject",
+            &request(
+                "http://127.0.0.1:5000/user-files/users/u-1/info.txt?x-id=PutObject",
+                "",
+            ),
+            &[],
+        );
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"bucket_name": "user-files", "key": "users/u-1/info.txt"})
+        );
+        let p = request_parameters(
+            "S3",
+            "GetObject",
+            &request(
+                "https://user-files.s3.us-east-1.amazonaws.com/a%20b.txt?versionId=3",
+                "",
+            ),
+            &[],
+        );
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"bucket_name": "user-files", "key": "a b.txt", "version_id": "3"})
+        );
+        let p = request_parameters(
+            "S3",
+            "ListObjectsV2",
+            &request(
+                "http://127.0.0.1:5000/user-files?list-type=2&prefix=users%2F",
+                "",
+            ),
+            &[],
+        );
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"bucket_name": "user-files", "prefix": "users/"})
+        );
+    }
+
+    #[test]
+    fn sqs_sns_lambda_and_user_parameters() {
+        let sqs = request(
+            "https://sqs.us-east-1.amazonaws.com/",
+            r#"{"QueueUrl":"https://sqs/q","MessageBody":"x"}"#,
+        );
+        assert_eq!(
+            request_parameters("SQS", "SendMessage", &sqs, &[])["queue_url"],
+            "https://sqs/q"
+        );
+        let sns = request(
+            "https://sns.us-east-1.amazonaws.com/",
+            "Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3At&Message=hi",
+        );
+        assert_eq!(
+            request_parameters("SNS", "Publish", &sns, &[])["topic_arn"],
+            "arn:aws:sns:us-east-1:1:t"
+        );
+        let lambda = request(
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/my-fn/invocations",
+            "{}",
+        );
+        assert_eq!(
+            request_parameters("Lambda", "Invoke", &lambda, &[])["function_name"],
+            "my-fn"
+        );
+        let i = XRayInterceptor::new().with_parameter("DynamoDB", "PutItem", "ReturnValues");
+        let put = request(
+            "https://x/",
+            r#"{"TableName":"t","ReturnValues":"ALL_OLD"}"#,
+        );
+        assert_eq!(
+            request_parameters("DynamoDB", "PutItem", &put, &i.extra)["return_values"],
+            "ALL_OLD"
+        );
+        assert!(request_parameters("DynamoDB", "GetItem", &put, &i.extra)
+            .get("return_values")
+            .is_none());
+    }
+}
