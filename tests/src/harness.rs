@@ -599,7 +599,8 @@ fn proxy_one(
     };
     if let Some(c) = canned {
         let response = format!(
-            "HTTP/1.1 {} Canned\r\nContent-Type: {}\r\nContent-Length: {}\r\nx-amzn-RequestId: canned-request\r\nConnection: close\r\n\r\n{}",
+            "HTTP/1.1 {} Canned\r\nContent-Type: {}\r\nContent-Length: {}\r\nx-amzn-RequestId: canned-request\r\n\
+             x-amz-id-2: canned-id-2\r\nConnection: close\r\n\r\n{}",
             c.status,
             c.content_type,
             c.body.len(),
@@ -614,4 +615,18 @@ fn proxy_one(
     let mut response = Vec::new();
     up.read_to_end(&mut response)?;
     out.write_all(&response)
+}
+
+/// A loopback endpoint that accepts connections and never answers, for timeouts.
+/// Returns its URL; the listener lives until the process ends.
+pub fn silent_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    url
 }

@@ -19,7 +19,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::{begin_subsegment, XRayLayer};
-use xray_lambda_e2e::harness::{by_name, Canned, Daemon, Moto, Proxy};
+use xray_lambda_e2e::harness::{by_name, silent_endpoint, Canned, Daemon, Moto, Proxy};
 
 use aws_sdk_dynamodb::config::retry as aws_smithy_types_retry;
 
@@ -451,6 +451,10 @@ async fn throttling_retries_are_counted_and_a_final_throttle_is_flagged() {
     );
     assert_eq!(slow["cause"]["exceptions"][0]["type"], "SlowDown");
     assert_eq!(slow["http"]["response"]["status"], 503);
+    assert_eq!(
+        slow["aws"]["id_2"], "canned-id-2",
+        "S3's extended request id"
+    );
 }
 
 #[tokio::test]
@@ -469,27 +473,44 @@ async fn server_errors_and_refused_connections_are_faults() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let clients = (dynamodb(&failing.endpoint, true), dynamodb(&refused, true));
-    let docs = invoke(&sampled(&xray_lambda::TraceId::new()), 3, move || {
-        let (a, b) = clients.clone();
+    let hanging = dynamodb(&silent_endpoint(), true)
+        .config()
+        .to_builder()
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_millis(300))
+                .build(),
+        )
+        .build();
+    let clients = (
+        dynamodb(&failing.endpoint, true),
+        dynamodb(&refused, true),
+        aws_sdk_dynamodb::Client::from_conf(hanging),
+    );
+    let docs = invoke(&sampled(&xray_lambda::TraceId::new()), 4, move || {
+        let (a, b, c) = clients.clone();
         async move {
-            assert!(a
-                .get_item()
-                .table_name(TABLE)
-                .key("userId", AttributeValue::S("u".into()))
-                .send()
-                .await
-                .is_err());
-            assert!(b
-                .get_item()
-                .table_name(TABLE)
-                .key("userId", AttributeValue::S("u".into()))
-                .send()
-                .await
-                .is_err());
+            let get = |client: aws_sdk_dynamodb::Client| async move {
+                client
+                    .get_item()
+                    .table_name(TABLE)
+                    .key("userId", AttributeValue::S("u".into()))
+                    .send()
+                    .await
+            };
+            assert!(get(a).await.is_err());
+            assert!(get(b).await.is_err());
+            assert!(c.describe_table().table_name(TABLE).send().await.is_err());
         }
     })
     .await;
+    let timed_out = aws_docs(&docs, "DescribeTable")[0];
+    assert_eq!(timed_out["fault"], true);
+    assert_eq!(
+        timed_out["cause"]["exceptions"][0]["type"], "TimeoutError",
+        "{timed_out}"
+    );
+    assert_eq!(timed_out["aws"]["table_name"], TABLE);
     let gets = aws_docs(&docs, "GetItem");
     let server = gets.iter().find(|d| d.get("http").is_some()).unwrap();
     assert_eq!(server["fault"], true);
