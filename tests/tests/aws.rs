@@ -587,7 +587,7 @@ async fn one_client_many_concurrent_calls_and_per_call_registration() {
     create_table_and_bucket(&moto).await;
     let shared = dynamodb(&moto.endpoint, true);
     let plain = s3(&moto.endpoint, false);
-    let docs = invoke(&sampled(&xray_lambda::TraceId::new()), 7, move || {
+    let docs = invoke(&sampled(&xray_lambda::TraceId::new()), 8, move || {
         let (ddb, s3c) = (shared.clone(), plain.clone());
         async move {
             let calls = (0..5).map(|i| {
@@ -611,6 +611,14 @@ async fn one_client_many_concurrent_calls_and_per_call_registration() {
                 .await
                 .unwrap();
             s3c.list_buckets().send().await.unwrap();
+            ddb.get_item()
+                .table_name(TABLE)
+                .key("userId", AttributeValue::S("u-0".into()))
+                .customize()
+                .interceptor(XRayInterceptor::new())
+                .send()
+                .await
+                .unwrap();
         }
     })
     .await;
@@ -634,6 +642,11 @@ async fn one_client_many_concurrent_calls_and_per_call_registration() {
         aws_docs(&docs, "ListBuckets").len(),
         1,
         "only the customized call is recorded"
+    );
+    assert_eq!(
+        aws_docs(&docs, "GetItem").len(),
+        1,
+        "registered twice, recorded once"
     );
 }
 

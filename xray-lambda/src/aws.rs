@@ -160,6 +160,10 @@ impl Intercept for XRayInterceptor {
         let Some(current) = context::current() else {
             return Ok(());
         };
+        if cfg.load::<Call>().is_some() {
+            // Registered twice (on the client and on the call): one subsegment is enough.
+            return Ok(());
+        }
         // The operation's metadata is not in the bag yet: `identify` names the
         // subsegment once it is.
         let node = Node::child(&current, UNKNOWN_SERVICE, false);
