@@ -31,6 +31,7 @@ use crate::sanitize;
 /// Why a subsegment was ended by something other than its own code.
 pub(crate) const ENDED_AT_INVOCATION_END: &str = "still open when the handler returned";
 pub(crate) const ENDED_BY_CANCELLATION: &str = "cancelled: future dropped before completion";
+pub(crate) const ENDED_BY_DROP: &str = "abandoned: dropped without being ended";
 
 /// Locks, recovering from poisoning: a panic elsewhere must not stop tracing here.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -360,6 +361,16 @@ impl Node {
         }
         if let Some(emitter) = &self.trace.emitter {
             emitter.send(record);
+        }
+    }
+}
+
+impl Drop for Node {
+    /// A node nobody ended (the state of an AWS call whose future was dropped, say) is
+    /// sent now, marked, rather than lost.
+    fn drop(&mut self) {
+        if matches!(self.kind, NodeKind::Sent { .. }) && !*self.ended.get_mut() {
+            self.end_with(Some(ENDED_BY_DROP));
         }
     }
 }
