@@ -28,13 +28,19 @@ impl Filter {
             } else if let Some((l, r)) = part.split_once('=') {
                 (l, true, r)
             } else {
-                return Err(format!("{part:?}: expected `annotation.KEY = VALUE` or `!=`"));
+                return Err(format!(
+                    "{part:?}: expected `annotation.KEY = VALUE` or `!=`"
+                ));
             };
             let key = lhs
                 .trim()
                 .strip_prefix("annotation.")
-                .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-                .ok_or_else(|| format!("{:?}: the left side must be `annotation.KEY`", lhs.trim()))?;
+                .filter(|k| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+                .ok_or_else(|| {
+                    format!("{:?}: the left side must be `annotation.KEY`", lhs.trim())
+                })?;
             let rhs = rhs.trim();
             let value = match rhs {
                 "true" => Value::Bool(true),
@@ -42,12 +48,15 @@ impl Filter {
                 _ if rhs.len() >= 2 && rhs.starts_with('"') && rhs.ends_with('"') => {
                     Value::String(rhs[1..rhs.len() - 1].to_owned())
                 }
-                _ => rhs
-                    .parse::<f64>()
-                    .map(Value::from)
-                    .map_err(|_| format!("{rhs:?}: expected true, false, a number or a \"string\""))?,
+                _ => rhs.parse::<f64>().map(Value::from).map_err(|_| {
+                    format!("{rhs:?}: expected true, false, a number or a \"string\"")
+                })?,
             };
-            conditions.push(Condition { key: key.to_owned(), equal, value });
+            conditions.push(Condition {
+                key: key.to_owned(),
+                equal,
+                value,
+            });
         }
         if conditions.is_empty() {
             return Err("empty filter".into());
@@ -105,17 +114,27 @@ mod tests {
     use serde_json::json;
 
     fn trace(annotations: Value) -> Trace {
-        group(vec![json!({"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "a000000000000001",
-                          "name": "n", "start_time": 1.0, "annotations": annotations})])
+        group(vec![
+            json!({"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "a000000000000001",
+                          "name": "n", "start_time": 1.0, "annotations": annotations}),
+        ])
         .remove(0)
     }
 
     #[test]
     fn matches_annotations() {
         let t = trace(json!({"ColdStart": true, "userId": "u-1", "n": 3}));
-        assert!(Filter::parse("annotation.ColdStart = true").unwrap().matches(&t));
-        assert!(!Filter::parse("annotation.ColdStart = false").unwrap().matches(&t));
-        assert!(Filter::parse(r#"annotation.userId = "u-1" AND annotation.n = 3"#).unwrap().matches(&t));
+        assert!(Filter::parse("annotation.ColdStart = true")
+            .unwrap()
+            .matches(&t));
+        assert!(!Filter::parse("annotation.ColdStart = false")
+            .unwrap()
+            .matches(&t));
+        assert!(
+            Filter::parse(r#"annotation.userId = "u-1" AND annotation.n = 3"#)
+                .unwrap()
+                .matches(&t)
+        );
         assert!(Filter::parse("annotation.n != 4").unwrap().matches(&t));
         assert!(!Filter::parse("annotation.missing = 1").unwrap().matches(&t));
         assert!(Filter::parse(r#"annotation.userId = "a AND b""#).is_ok());
@@ -123,8 +142,14 @@ mod tests {
 
     #[test]
     fn says_what_is_wrong() {
-        assert!(Filter::parse("ColdStart = true").unwrap_err().contains("annotation.KEY"));
-        assert!(Filter::parse("annotation.x = maybe").unwrap_err().contains("expected true"));
-        assert!(Filter::parse("annotation.x").unwrap_err().contains("expected"));
+        assert!(Filter::parse("ColdStart = true")
+            .unwrap_err()
+            .contains("annotation.KEY"));
+        assert!(Filter::parse("annotation.x = maybe")
+            .unwrap_err()
+            .contains("expected true"));
+        assert!(Filter::parse("annotation.x")
+            .unwrap_err()
+            .contains("expected"));
     }
 }

@@ -9,15 +9,15 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#1619
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}\
 .trace{border:1px solid #d5dbdb;border-radius:6px;padding:10px;margin:12px 0}\
 .row{display:flex;align-items:center;height:24px;border-bottom:1px solid #f2f3f3}\
-.name{width:300px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}\
+.name,.dur,.ann{box-sizing:border-box;flex-shrink:0}.name{width:300px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}\
 .dur{width:90px;text-align:right;padding-right:10px;color:#545b64}\
 .track{position:relative;flex:1;height:14px;background:#fafafa}\
 .bar{position:absolute;height:14px;border-radius:2px;background:#0073bb;min-width:2px}\
 .bar.error{background:#ff9900}.bar.throttle{background:#8c4fff}.bar.fault{background:#d13212}\
-.ann{color:#545b64;font-size:12px;padding-left:8px;white-space:nowrap}\
+.ann{width:280px;color:#545b64;font-size:12px;padding-left:8px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}\
 .flag{font-size:11px;font-weight:600;color:#fff;border-radius:3px;padding:1px 4px;margin-left:6px}\
 .flag.error{background:#ff9900}.flag.throttle{background:#8c4fff}.flag.fault{background:#d13212}\
-.placeholder{color:#879596;font-style:italic}";
+.placeholder{width:auto;color:#879596;font-style:italic}";
 
 /// The page for `traces`.
 pub fn render(traces: &[Trace]) -> String {
@@ -61,7 +61,10 @@ fn row(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
         Some(s) => {
             let left = (s.start - t0) / total * 100.0;
             let width = ((s.end - s.start) / total * 100.0).max(0.2);
-            let kind = ["fault", "throttle", "error"].into_iter().find(|f| s.flag(f)).unwrap_or("");
+            let kind = ["fault", "throttle", "error"]
+                .into_iter()
+                .find(|f| s.flag(f))
+                .unwrap_or("");
             let flags: String = ["error", "throttle", "fault"]
                 .into_iter()
                 .filter(|f| s.flag(f))
@@ -69,15 +72,20 @@ fn row(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
                 .collect();
             let annotations = s.doc["annotations"]
                 .as_object()
-                .map(|a| a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "))
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default();
             let _ = write!(
                 out,
                 "<div class=\"row\"><div class=\"name\" style=\"padding-left:{pad}px\" title=\"{name}\">{name}{flags}</div>\
                  <div class=\"dur\">{:.3} ms</div><div class=\"track\"><div class=\"bar {kind}\" style=\"left:{left:.3}%;width:{width:.3}%\"></div></div>\
-                 <div class=\"ann\">{}</div></div>",
+                 <div class=\"ann\" title=\"{ann}\">{ann}</div></div>",
                 s.duration_ms(),
-                escape(&annotations),
+                ann = escape(&annotations),
                 name = escape(&s.name),
             );
         }
@@ -115,7 +123,13 @@ fn service_map_svg(traces: &[Trace]) -> String {
         );
         for (i, (service, e)) in services.iter().enumerate() {
             let sy = y + i * 90 + 10;
-            let color = if e.faults > 0 { "#d13212" } else if e.errors + e.throttles > 0 { "#ff9900" } else { "#1d8102" };
+            let color = if e.faults > 0 {
+                "#d13212"
+            } else if e.errors + e.throttles > 0 {
+                "#ff9900"
+            } else {
+                "#1d8102"
+            };
             let _ = write!(
                 svg,
                 "<line x1=\"230\" y1=\"{}\" x2=\"458\" y2=\"{}\" stroke=\"#545b64\" marker-end=\"url(#arrow)\"/>\
@@ -143,7 +157,10 @@ fn service_map_svg(traces: &[Trace]) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -163,7 +180,11 @@ mod tests {
         let page = render(&t);
         assert!(page.contains("## fn&lt;x&gt;"), "names are escaped");
         assert!(page.contains("class=\"bar fault\" style=\"left:50.000%;width:50.000%\""));
-        assert!(page.contains("λ fn&lt;x&gt;") && page.contains(">S3</text>") && page.contains("1 calls"));
+        assert!(
+            page.contains("λ fn&lt;x&gt;")
+                && page.contains(">S3</text>")
+                && page.contains("1 calls")
+        );
         assert!(page.contains("faults 100%"));
     }
 }

@@ -49,8 +49,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--name value` pairs.
+type Named<'a> = Vec<(&'a str, &'a str)>;
+
 /// `--name value` options and positional arguments.
-fn options<'a>(args: &'a [String], known: &[&str]) -> Result<(Vec<&'a str>, Vec<(&'a str, &'a str)>), String> {
+fn options<'a>(args: &'a [String], known: &[&str]) -> Result<(Vec<&'a str>, Named<'a>), String> {
     let (mut positional, mut named) = (Vec::new(), Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -68,13 +71,18 @@ fn options<'a>(args: &'a [String], known: &[&str]) -> Result<(Vec<&'a str>, Vec<
 }
 
 fn option<'a>(named: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    named.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    named
+        .iter()
+        .rev()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
 }
 
 fn listen(args: &[String]) -> Result<(), String> {
     let (_, named) = options(args, &["address", "jsonl"])?;
     let address = option(&named, "address").unwrap_or("127.0.0.1:2000");
-    let socket = UdpSocket::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let socket =
+        UdpSocket::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let mut sink = match option(&named, "jsonl") {
         Some(path) => Some(
             OpenOptions::new()
@@ -89,10 +97,15 @@ fn listen(args: &[String]) -> Result<(), String> {
     println!("xray-local: listening on udp://{address}");
     let mut buf = vec![0u8; 70_000];
     loop {
-        let n = socket.recv(&mut buf).map_err(|e| format!("receive failed: {e}"))?;
+        let n = socket
+            .recv(&mut buf)
+            .map_err(|e| format!("receive failed: {e}"))?;
         let (doc, problems) = validator.check(&buf[..n]);
         let name = doc.as_ref().and_then(|d| d["name"].as_str()).unwrap_or("?");
-        let trace = doc.as_ref().and_then(|d| d["trace_id"].as_str()).unwrap_or("?");
+        let trace = doc
+            .as_ref()
+            .and_then(|d| d["trace_id"].as_str())
+            .unwrap_or("?");
         if problems.is_empty() {
             println!("✓ {name}  ({trace}, {n} bytes)");
         } else {
@@ -102,7 +115,9 @@ fn listen(args: &[String]) -> Result<(), String> {
             }
         }
         if let (Some(doc), Some(file)) = (doc, sink.as_mut()) {
-            writeln!(file, "{doc}").and_then(|()| file.flush()).map_err(|e| format!("cannot append: {e}"))?;
+            writeln!(file, "{doc}")
+                .and_then(|()| file.flush())
+                .map_err(|e| format!("cannot append: {e}"))?;
         }
         let _ = std::io::stdout().flush();
     }
@@ -121,7 +136,8 @@ fn show(args: &[String]) -> Result<(), String> {
         if line.trim().is_empty() {
             continue;
         }
-        let doc: Value = serde_json::from_str(&line).map_err(|e| format!("{path}:{}: not JSON: {e}", i + 1))?;
+        let doc: Value =
+            serde_json::from_str(&line).map_err(|e| format!("{path}:{}: not JSON: {e}", i + 1))?;
         docs.push(doc);
     }
     let traces: Vec<trace::Trace> = trace::group(docs)
@@ -133,7 +149,8 @@ fn show(args: &[String]) -> Result<(), String> {
     }
     println!("{} traces", traces.len());
     if let Some(out) = option(&named, "html") {
-        std::fs::write(out, html::render(&traces)).map_err(|e| format!("cannot write {out}: {e}"))?;
+        std::fs::write(out, html::render(&traces))
+            .map_err(|e| format!("cannot write {out}: {e}"))?;
         println!("wrote {out}");
     }
     Ok(())

@@ -13,7 +13,13 @@ pub fn render(trace: &Trace) -> String {
     let (t0, t1) = (trace.start(), trace.end());
     let total = (t1 - t0).max(1e-9);
     let mut out = String::new();
-    let _ = writeln!(out, "trace {}  {:.3} ms  {} documents", trace.id, total * 1000.0, trace.spans.len());
+    let _ = writeln!(
+        out,
+        "trace {}  {:.3} ms  {} documents",
+        trace.id,
+        total * 1000.0,
+        trace.spans.len()
+    );
     for root in trace.roots() {
         line(&mut out, &root, 0, t0, total);
     }
@@ -24,14 +30,23 @@ fn line(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
     let indent = "  ".repeat(depth);
     match node.span {
         None => {
-            let _ = writeln!(out, "{indent}[function segment {}, recorded by Lambda]", node.placeholder_id.unwrap_or("?"));
+            let _ = writeln!(
+                out,
+                "{indent}[function segment {}, recorded by Lambda]",
+                node.placeholder_id.unwrap_or("?")
+            );
         }
         Some(s) => {
             let offset = (((s.start - t0) / total) * BAR as f64).round() as usize;
             let width = ((((s.end - s.start) / total) * BAR as f64).round() as usize).max(1);
             let offset = offset.min(BAR - 1);
             let width = width.min(BAR - offset);
-            let bar = format!("{}{}{}", " ".repeat(offset), "█".repeat(width), " ".repeat(BAR - offset - width));
+            let bar = format!(
+                "{}{}{}",
+                " ".repeat(offset),
+                "█".repeat(width),
+                " ".repeat(BAR - offset - width)
+            );
             let label: String = format!("{indent}{}", s.name).chars().take(NAME).collect();
             let mut flags = Vec::new();
             for f in ["error", "throttle", "fault"] {
@@ -42,7 +57,11 @@ fn line(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
             if !s.doc["metadata"]["xray_lambda"]["incomplete"].is_null() {
                 flags.push("INCOMPLETE".into());
             }
-            let flags = if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(",")) };
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", flags.join(","))
+            };
             let mut extra = String::new();
             if let Some(a) = s.doc["annotations"].as_object() {
                 let pairs: Vec<String> = a.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -59,7 +78,11 @@ fn line(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
                     e.get("message").and_then(|v| v.as_str()).unwrap_or("")
                 );
             }
-            let _ = writeln!(out, "{label:<NAME$} {:>9.3} ms |{bar}|{flags}{extra}", s.duration_ms());
+            let _ = writeln!(
+                out,
+                "{label:<NAME$} {:>9.3} ms |{bar}|{flags}{extra}",
+                s.duration_ms()
+            );
         }
     }
     for child in &node.children {
@@ -86,8 +109,16 @@ mod tests {
         let text = render(&t);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[1].contains("[function segment f000000000000000"));
-        assert!(lines[2].starts_with("  ## fn") && lines[2].contains("100.000 ms") && lines[2].contains("ColdStart=true"));
-        assert!(lines[3].starts_with("    DynamoDB") && lines[3].contains("[ERROR]") && lines[3].contains("PutItem"));
+        assert!(
+            lines[2].starts_with("  ## fn")
+                && lines[2].contains("100.000 ms")
+                && lines[2].contains("ColdStart=true")
+        );
+        assert!(
+            lines[3].starts_with("    DynamoDB")
+                && lines[3].contains("[ERROR]")
+                && lines[3].contains("PutItem")
+        );
         assert!(lines[3].contains("ResourceNotFoundException: gone"));
         // The child's bar starts halfway along.
         let bar = lines[3].split('|').nth(1).unwrap();

@@ -65,7 +65,8 @@ impl Trace {
     /// The trees of this trace: spans nest by `parent_id`; spans whose parent was not
     /// received hang under one placeholder per missing parent.
     pub fn roots(&self) -> Vec<Node<'_>> {
-        let known: std::collections::HashSet<&str> = self.spans.iter().map(|s| s.id.as_str()).collect();
+        let known: std::collections::HashSet<&str> =
+            self.spans.iter().map(|s| s.id.as_str()).collect();
         let mut placeholders: BTreeMap<&str, Vec<Node<'_>>> = BTreeMap::new();
         let mut roots = Vec::new();
         for s in &self.spans {
@@ -118,7 +119,10 @@ pub fn group(docs: Vec<Value>) -> Vec<Trace> {
         };
         match traces.iter_mut().find(|t| t.id == trace_id) {
             Some(t) => t.spans.push(span),
-            None => traces.push(Trace { id: trace_id, spans: vec![span] }),
+            None => traces.push(Trace {
+                id: trace_id,
+                spans: vec![span],
+            }),
         }
     }
     traces
@@ -136,11 +140,19 @@ pub struct Edge {
 
 impl Edge {
     pub fn average_ms(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.total_ms / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.total_ms / self.calls as f64
+        }
     }
 
     pub fn rate(&self, n: usize) -> f64 {
-        if self.calls == 0 { 0.0 } else { n as f64 / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            n as f64 / self.calls as f64
+        }
     }
 }
 
@@ -202,7 +214,11 @@ mod tests {
         ddb_err["error"] = json!(true);
         let mut ddb_ok = doc("d000000000000004", "a000000000000001", "DynamoDB", 1.0, 1.3);
         ddb_ok["namespace"] = json!("aws");
-        let traces = group(vec![doc("a000000000000001", "f000000000000000", "## fn", 1.0, 1.5), ddb_err, ddb_ok]);
+        let traces = group(vec![
+            doc("a000000000000001", "f000000000000000", "## fn", 1.0, 1.5),
+            ddb_err,
+            ddb_ok,
+        ]);
         let map = service_map(&traces);
         let (function, services) = &map["fn"];
         assert_eq!(function.calls, 1);

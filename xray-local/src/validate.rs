@@ -17,7 +17,9 @@ impl std::fmt::Debug for Validator {
 impl Validator {
     pub fn new() -> Result<Self, String> {
         let schema: Value = serde_json::from_str(SCHEMA).map_err(|e| e.to_string())?;
-        jsonschema::draft4::new(&schema).map(Validator).map_err(|e| e.to_string())
+        jsonschema::draft4::new(&schema)
+            .map(Validator)
+            .map_err(|e| e.to_string())
     }
 
     /// The document in `datagram`, if it is one, and everything wrong with it.
@@ -40,7 +42,14 @@ impl Validator {
         };
         problems.extend(self.0.iter_errors(&doc).map(|e| {
             let at = e.instance_path().to_string();
-            format!("{} {e}", if at.is_empty() { "(document)".to_owned() } else { at })
+            format!(
+                "{} {e}",
+                if at.is_empty() {
+                    "(document)".to_owned()
+                } else {
+                    at
+                }
+            )
         }));
         if doc.get("end_time").is_none() && doc["in_progress"] != true {
             problems.push("neither end_time nor in_progress: true".into());

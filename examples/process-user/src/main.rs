@@ -97,7 +97,9 @@ fn validate_request(body: &Body) -> Result<NewUser, InvalidRequest> {
 fn parse_user(body: &Body) -> Result<NewUser, InvalidRequest> {
     let bytes: &[u8] = body.as_ref();
     if bytes.is_empty() {
-        return Err(InvalidRequest("the request has no body; send {\"userId\", \"name\", \"email\"}".into()));
+        return Err(InvalidRequest(
+            "the request has no body; send {\"userId\", \"name\", \"email\"}".into(),
+        ));
     }
     let user: NewUser = serde_json::from_slice(bytes)
         .map_err(|e| InvalidRequest(format!("the body is not a user: {e}")))?;
@@ -105,7 +107,10 @@ fn parse_user(body: &Body) -> Result<NewUser, InvalidRequest> {
         return Err(InvalidRequest("userId must not be empty".into()));
     }
     if !user.email.contains('@') {
-        return Err(InvalidRequest(format!("{:?} is not an email address", user.email)));
+        return Err(InvalidRequest(format!(
+            "{:?} is not an email address",
+            user.email
+        )));
     }
     Ok(user)
 }
@@ -139,7 +144,9 @@ async fn save_user(app: &App, user: &NewUser) -> Result<(), SaveError> {
 
 fn json_response(status: u16, body: Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status.try_into().unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status
+        .try_into()
+        .unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         lambda_http::http::header::CONTENT_TYPE,
         lambda_http::http::HeaderValue::from_static("application/json"),
@@ -160,8 +167,13 @@ async fn create_user(app: &App, request: Request) -> Result<Response<Body>, lamb
         Err(e) => {
             // The handler subsegment refers to the exception `save_user` recorded.
             xray_lambda::record_error(&e);
-            let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-            Ok(json_response(500, json!({ "message": e.to_string(), "error": cause })))
+            let cause = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            Ok(json_response(
+                500,
+                json!({ "message": e.to_string(), "error": cause }),
+            ))
         }
     }
 }
@@ -174,7 +186,10 @@ async fn app_from_env() -> Result<App, lambda_runtime::Error> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let config = aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await;
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&config)
             .interceptor(XRayInterceptor::new())
@@ -186,12 +201,20 @@ async fn app_from_env() -> Result<App, lambda_runtime::Error> {
             .interceptor(XRayInterceptor::new())
             .build(),
     );
-    Ok(App { dynamodb, s3, table, bucket })
+    Ok(App {
+        dynamodb,
+        s3,
+        table,
+        bucket,
+    })
 }
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt().with_ansi(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
     let app = app_from_env().await?;
     let handler = lambda_http::service_fn(move |request: Request| {
         let app = app.clone();
