@@ -3,7 +3,7 @@
 # lints, unit, property, doc and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/setup.sh
+SETUP_LINTERS=1 SETUP_BROWSER=1 . scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
