@@ -1,4 +1,6 @@
 //! The `xray-local` binary: as the daemon (validating what it receives), and showing
+
+#![allow(clippy::unwrap_used, clippy::panic)]
 //! traces as text and as an HTML page that headless Chromium renders.
 
 use std::io::{BufRead, BufReader};
