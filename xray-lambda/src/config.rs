@@ -116,7 +116,6 @@ pub(crate) fn in_lambda() -> bool {
 }
 
 /// Whether this is `sam local invoke` / `start-api`, which send no trace header.
-#[allow(dead_code)] // Local traces under SAM come with the local tooling.
 pub(crate) fn sam_local() -> bool {
     env_bool(ENV_SAM_LOCAL) == Some(true)
 }

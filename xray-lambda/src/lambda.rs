@@ -21,6 +21,7 @@ use crate::context::{Entered, Node, OnComplete, Scope, Trace};
 use crate::emitter::Emitter;
 use crate::exception;
 use crate::header::TraceHeader;
+use crate::id::TraceId;
 use crate::ErrorKind;
 
 /// True until the first invocation of this process starts.
@@ -60,6 +61,8 @@ struct Settings {
     capture_error: bool,
     daemon: Option<Result<SocketAddr, AddressError>>,
     emitter: Arc<OnceLock<Option<Arc<Emitter>>>>,
+    /// `sam local invoke` sends no trace header: start a local trace instead.
+    sam_local: bool,
 }
 
 impl Settings {
@@ -73,6 +76,7 @@ impl Settings {
             capture_error: config::capture_error().unwrap_or(true),
             daemon: None,
             emitter: Arc::default(),
+            sam_local: config::sam_local(),
         }
     }
 
@@ -98,6 +102,9 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .or_else(config::trace_id_env);
         let Some(raw) = raw else {
+            if self.sam_local {
+                return self.local_trace(ctx, cold);
+            }
             tracing::debug!(request_id = %ctx.request_id, "no trace header; invocation not traced");
             return (None, None);
         };
@@ -121,17 +128,44 @@ impl Settings {
             None
         };
         let facade = Node::facade(Trace::new(header.root(), header.extra(), emitter), parent);
+        let handler = Node::child(&facade, &self.handler_name(ctx), true);
+        self.annotate(handler.as_deref(), cold);
+        (Some(handler.clone().unwrap_or(facade)), handler)
+    }
+
+    /// Under `sam local`, which sends no header, the handler becomes the top-level
+    /// segment of a fresh trace, so local runs are still traced (there is no Lambda
+    /// function segment to attach to).
+    fn local_trace(
+        &self,
+        ctx: &lambda_runtime::Context,
+        cold: bool,
+    ) -> (Option<Arc<Node>>, Option<Arc<Node>>) {
+        let Some(emitter) = self.emitter() else {
+            return (None, None);
+        };
+        let handler = Node::segment(
+            Trace::new(TraceId::new(), "", Some(emitter)),
+            &self.handler_name(ctx),
+        );
+        self.annotate(handler.as_deref(), cold);
+        (handler.clone(), handler)
+    }
+
+    fn handler_name(&self, ctx: &lambda_runtime::Context) -> String {
         let function = self
             .function_name
             .as_deref()
             .or_else(|| Some(ctx.env_config.function_name.as_str()).filter(|s| !s.is_empty()))
             .unwrap_or(UNKNOWN_FUNCTION);
-        let handler = Node::child(&facade, &format!("{HANDLER_PREFIX}{function}"), true);
-        if let Some(h) = &handler {
+        format!("{HANDLER_PREFIX}{function}")
+    }
+
+    fn annotate(&self, handler: Option<&Node>, cold: bool) {
+        if let Some(h) = handler {
             h.put_annotation(COLD_START_ANNOTATION, cold.into());
             h.put_annotation(SERVICE_ANNOTATION, self.service.as_str().into());
         }
-        (Some(handler.clone().unwrap_or(facade)), handler)
     }
 }
 
@@ -789,6 +823,32 @@ mod tests {
         assert!(docs[2]
             .get("metadata")
             .is_none_or(|m| m.get("xray_lambda").is_none()));
+    }
+
+    #[tokio::test]
+    async fn sam_local_without_a_header_starts_a_local_trace() {
+        let d = Daemon::new();
+        let mut local = layer(&d);
+        local.settings.sam_local = true;
+        let mut svc = local.layer(service_fn(ok_handler));
+        svc.call(event(None)).await.unwrap();
+        let docs = d.documents();
+        assert_eq!(docs.len(), 2);
+        let handler = &docs[1];
+        assert!(handler["name"].as_str().unwrap().starts_with("## "));
+        assert!(
+            handler.get("parent_id").is_none() && handler.get("type").is_none(),
+            "a top-level segment"
+        );
+        assert_eq!(by_name(&docs, "work")["parent_id"], handler["id"]);
+        assert_eq!(docs[0]["trace_id"], handler["trace_id"]);
+        // Outside SAM, the same invocation is not traced.
+        layer(&d)
+            .layer(service_fn(ok_handler))
+            .call(event(None))
+            .await
+            .unwrap();
+        assert!(d.documents().is_empty());
     }
 
     #[tokio::test]

@@ -101,11 +101,22 @@ fn listen(args: &[String]) -> Result<(), String> {
             .recv(&mut buf)
             .map_err(|e| format!("receive failed: {e}"))?;
         let (doc, problems) = validator.check(&buf[..n]);
-        let name = doc.as_ref().and_then(|d| d["name"].as_str()).unwrap_or("?");
+        let name = doc
+            .as_ref()
+            .and_then(|d| d["name"].as_str())
+            .unwrap_or("?")
+            .to_owned();
         let trace = doc
             .as_ref()
             .and_then(|d| d["trace_id"].as_str())
-            .unwrap_or("?");
+            .unwrap_or("?")
+            .to_owned();
+        // Stored before it is reported: a line on the screen means it is in the file.
+        if let (Some(doc), Some(file)) = (doc, sink.as_mut()) {
+            writeln!(file, "{doc}")
+                .and_then(|()| file.flush())
+                .map_err(|e| format!("cannot append: {e}"))?;
+        }
         if problems.is_empty() {
             println!("✓ {name}  ({trace}, {n} bytes)");
         } else {
@@ -113,11 +124,6 @@ fn listen(args: &[String]) -> Result<(), String> {
             for p in &problems {
                 println!("    {p}");
             }
-        }
-        if let (Some(doc), Some(file)) = (doc, sink.as_mut()) {
-            writeln!(file, "{doc}")
-                .and_then(|()| file.flush())
-                .map_err(|e| format!("cannot append: {e}"))?;
         }
         let _ = std::io::stdout().flush();
     }
