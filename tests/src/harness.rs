@@ -264,6 +264,24 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// Starts `command` with its stderr collected, killed when the handle is dropped.
+pub fn spawn(command: &mut Command) -> Process {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the process");
+    let stderr = child.stderr.take().unwrap();
+    let process = Process::new(child);
+    let log = process.log.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
+    process
+}
+
 /// Starts the function binary against `runtime_api`, sending to `daemon`.
 pub fn start_function(
     binary: &Path,
@@ -280,22 +298,11 @@ pub fn start_function(
         .env("POWERTOOLS_SERVICE_NAME", "e2e")
         .env_remove("_X_AMZN_TRACE_ID")
         .env_remove("AWS_XRAY_SDK_ENABLED")
-        .env_remove("POWERTOOLS_TRACE_DISABLED")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env_remove("POWERTOOLS_TRACE_DISABLED");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("start the test function");
-    let stderr = child.stderr.take().unwrap();
-    let process = Process::new(child);
-    let log = process.log.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log.lock().unwrap().push(line);
-        }
-    });
-    process
+    spawn(&mut cmd)
 }
 
 /// A minimal Lambda Runtime API that hands out invocations with a trace header the test

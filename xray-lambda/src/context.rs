@@ -392,6 +392,20 @@ pub(crate) fn current() -> Option<Arc<Node>> {
         .flatten()
 }
 
+/// The current node if its trace is sampled. Checks in place, so the unsampled path
+/// costs no reference-count traffic.
+pub(crate) fn current_if_sampled() -> Option<Arc<Node>> {
+    CURRENT
+        .try_with(|c| {
+            let v = c.take();
+            let out = v.as_ref().filter(|n| n.trace.is_sampled()).cloned();
+            c.set(v);
+            out
+        })
+        .ok()
+        .flatten()
+}
+
 /// Whether any trace context is active here; cheaper than [`current`] (no refcount).
 pub(crate) fn has_current() -> bool {
     CURRENT
@@ -520,9 +534,11 @@ impl<F: Future, H: OnComplete<F::Output>> Future for Scope<F, H> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
         if let Some(name) = this.pending_name.take() {
-            let parent = current();
-            *this.node = parent.as_ref().and_then(|p| Node::child(p, &name, false));
-            *this.slot = this.node.clone().or(parent);
+            *this.node = current_if_sampled().and_then(|p| Node::child(&p, &name, false));
+            *this.slot = match this.node {
+                Some(n) => Some(n.clone()),
+                None => current(),
+            };
         }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             // Polled after completion: a caller bug, but not one to panic over here.

@@ -75,8 +75,10 @@ impl fmt::Debug for Subsegment {
 /// In async code a guard stays current across `.await` within the same traced future;
 /// to give an `async` block its own subsegment use [`FutureExt::in_subsegment`].
 pub fn begin_subsegment(name: &str) -> Subsegment {
-    let Some(parent) = context::current() else {
-        warn_no_context();
+    let Some(parent) = context::current_if_sampled() else {
+        if !context::has_current() {
+            warn_no_context();
+        }
         return Subsegment::inert();
     };
     match Node::child(&parent, name, false) {
