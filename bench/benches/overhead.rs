@@ -4,14 +4,12 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::json;
-use xray_bench::{header, in_invocation, Sink};
+use xray_bench::{dynamodb_client, dynamodb_stub, header, in_invocation, put_item, Sink};
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader, XRayLayer};
 
 #[xray_lambda::capture]
@@ -88,97 +86,24 @@ fn invocation(c: &mut Criterion) {
     );
 }
 
-/// A DynamoDB stand-in on loopback: answers every request with `{}`, keeping
-/// connections alive, so the bench measures the client, not a server.
-fn dynamodb_stub() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    let url = format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    url
-}
-
-fn serve(stream: TcpStream) {
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(clone);
-    let mut out = stream;
-    loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line.trim_end().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: bench\r\nContent-Length: 2\r\n\r\n{}";
-        if out.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 fn interceptor(c: &mut Criterion) {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let endpoint = dynamodb_stub();
-    let client = |traced: bool| {
-        let mut b = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(&endpoint)
-            .http_client(aws_smithy_http_client::Builder::new().build_http());
-        if traced {
-            b = b.interceptor(xray_lambda::aws::XRayInterceptor::new());
-        }
-        aws_sdk_dynamodb::Client::from_conf(b.build())
-    };
+    let endpoint = dynamodb_stub().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let put = |client: aws_sdk_dynamodb::Client| async move {
-        client
-            .put_item()
-            .table_name("users-table")
-            .item("userId", AttributeValue::S("u-1".into()))
-            .send()
-            .await
-            .is_ok()
-    };
-    let sink = Sink::start().unwrap_or_else(|e| panic!("UDP sink: {e}"));
-    let (plain, traced) = (client(false), client(true));
+        .unwrap();
+    let sink = Sink::start().unwrap();
+    let (plain, traced) = (
+        dynamodb_client(&endpoint, false),
+        dynamodb_client(&endpoint, true),
+    );
     in_invocation(&sink.address, &header(true), || {
         c.bench_function("DynamoDB PutItem, loopback stub, no interceptor", |b| {
-            b.iter(|| rt.block_on(put(plain.clone()).in_current_trace()))
+            b.iter(|| rt.block_on(put_item(plain.clone()).in_current_trace()))
         });
         c.bench_function(
             "DynamoDB PutItem, loopback stub, XRayInterceptor (sampled)",
-            |b| b.iter(|| rt.block_on(put(traced.clone()).in_current_trace())),
+            |b| b.iter(|| rt.block_on(put_item(traced.clone()).in_current_trace())),
         );
     });
 }

@@ -2,7 +2,8 @@
 //! invocation's trace context, and a UDP sink standing in for the daemon.
 
 use std::future::Future;
-use std::net::UdpSocket;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -24,6 +25,22 @@ impl Sink {
         });
         Ok(Sink { address })
     }
+}
+
+/// CPU time this thread has used: the caller's own work, without waiting and without
+/// what other threads (a server, the daemon) do meanwhile.
+#[allow(unsafe_code)] // clock_gettime on a stack value: no other way to read it.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// `Root=…;Parent=…;Sampled=<sampled>` for a fixed trace.
@@ -69,4 +86,86 @@ pub fn in_invocation<R>(daemon: &str, header: &str, f: impl FnOnce() -> R) -> R 
 #[allow(clippy::panic)]
 fn unreachable_invocation() -> ! {
     panic!("the handler did not run")
+}
+
+/// A DynamoDB stand-in on loopback: answers every request with `{}`, keeping
+/// connections alive, so the bench measures the client, not a server.
+pub fn dynamodb_stub() -> std::io::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    Ok(url)
+}
+
+fn serve(stream: TcpStream) {
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    let mut out = stream;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: bench\r\nContent-Length: 2\r\n\r\n{}";
+        if out.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A DynamoDB client for `endpoint`, with or without the X-Ray interceptor.
+pub fn dynamodb_client(endpoint: &str, traced: bool) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let mut b = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http());
+    if traced {
+        b = b.interceptor(xray_lambda::aws::XRayInterceptor::new());
+    }
+    aws_sdk_dynamodb::Client::from_conf(b.build())
+}
+
+/// One `PutItem`; whether it succeeded.
+pub async fn put_item(client: aws_sdk_dynamodb::Client) -> bool {
+    client
+        .put_item()
+        .table_name("users-table")
+        .item(
+            "userId",
+            aws_sdk_dynamodb::types::AttributeValue::S("u-1".into()),
+        )
+        .send()
+        .await
+        .is_ok()
 }

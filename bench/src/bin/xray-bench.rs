@@ -11,7 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use xray_bench::{header, in_invocation, Sink};
+use xray_bench::{
+    dynamodb_client, dynamodb_stub, header, in_invocation, put_item, thread_cpu_time, Sink,
+};
+use xray_lambda::FutureExt;
 use xray_lambda_e2e::harness::{start_function, Daemon, RuntimeStub};
 
 #[xray_lambda::capture]
@@ -68,6 +71,46 @@ fn cold_start(
     samples[runs / 2]
 }
 
+/// Median per-call cost of PutItem without and with the interceptor, as
+/// `(wall plain, wall traced, cpu plain, cpu traced)`: measured in alternating rounds so
+/// drift in the loopback round trip hits both alike, and as this thread's CPU time,
+/// which is the caller's own work without waiting or the stub's and daemon's threads.
+fn interceptor_overhead(sink: &str, sampled: bool) -> [Duration; 4] {
+    let endpoint = dynamodb_stub().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plain, traced) = (
+        dynamodb_client(&endpoint, false),
+        dynamodb_client(&endpoint, true),
+    );
+    in_invocation(sink, &header(sampled), || {
+        let round = |client: &aws_sdk_dynamodb::Client| {
+            let (t, cpu) = (Instant::now(), thread_cpu_time());
+            for _ in 0..100 {
+                assert!(rt.block_on(put_item(client.clone()).in_current_trace()));
+            }
+            (t.elapsed() / 100, (thread_cpu_time() - cpu) / 100)
+        };
+        round(&plain);
+        round(&traced);
+        let mut samples: [Vec<Duration>; 4] = Default::default();
+        for _ in 0..31 {
+            let (w, c) = round(&plain);
+            samples[0].push(w);
+            samples[2].push(c);
+            let (w, c) = round(&traced);
+            samples[1].push(w);
+            samples[3].push(c);
+        }
+        samples.map(|mut v| {
+            v.sort();
+            v[v.len() / 2]
+        })
+    })
+}
+
 /// Resident set size of this process, from /proc (0 where there is none).
 fn resident_kib() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -108,6 +151,8 @@ fn main() {
         }
         (before, resident_kib())
     });
+    let sampled_call = interceptor_overhead(&sink.address, true);
+    let unsampled_call = interceptor_overhead(&sink.address, false);
     let lite_sampled = xray_lite_subsegment(&sink.address, true);
     let lite_unsampled = xray_lite_subsegment(&sink.address, false);
 
@@ -179,6 +224,20 @@ fn main() {
         row("aws-xray-sdk (Python): @capture, Sampled=1", v, ours[1]);
     }
     println!();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("AWS SDK call, DynamoDB PutItem to a loopback stub (median of alternating rounds):");
+    for (label, m) in [
+        ("sampled", sampled_call),
+        ("unsampled (header only)", unsampled_call),
+    ] {
+        println!(
+            "  {label:<28} caller CPU {:>6.1} µs plain, {:>6.1} µs with XRayInterceptor: {:+5.1} µs   (wall {:+.1} µs)",
+            us(m[2]),
+            us(m[3]),
+            us(m[3]) - us(m[2]),
+            us(m[1]) - us(m[0])
+        );
+    }
     println!(
         "Memory: resident {rss_before} KiB before and {rss_after} KiB after 1,000,000 sampled subsegments in one invocation"
     );
