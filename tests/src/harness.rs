@@ -161,24 +161,15 @@ fn workspace_root() -> PathBuf {
 
 /// The `cargo-lambda` executable: `$CARGO_LAMBDA`, the project's `.venv`, or `PATH`.
 fn cargo_lambda() -> PathBuf {
-    if let Some(p) = std::env::var_os("CARGO_LAMBDA") {
-        return p.into();
-    }
-    let venv = workspace_root().join(".venv/bin/cargo-lambda");
-    if venv.exists() {
-        return venv;
-    }
-    let on_path = std::env::var_os("PATH").map(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("cargo-lambda"))
-            .find(|p| p.exists())
-    });
-    on_path.flatten().unwrap_or_else(|| {
-        panic!(
-            "cargo-lambda not found: run ./scripts/test.sh (it installs it into .venv), \
-             or set CARGO_LAMBDA to its path"
-        )
-    })
+    std::env::var_os("CARGO_LAMBDA").map_or_else(|| venv_tool("cargo-lambda"), PathBuf::from)
+}
+
+/// A reference document the official Python SDK sent (`tests/fixtures/python-sdk/`).
+pub fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/python-sdk")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The Lambda Runtime API emulator, serving `/.rt` for a function started separately.

@@ -19,7 +19,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::{begin_subsegment, XRayLayer};
-use xray_lambda_e2e::harness::{by_name, silent_endpoint, Canned, Daemon, Moto, Proxy};
+use xray_lambda_e2e::harness::{by_name, fixture, silent_endpoint, Canned, Daemon, Moto, Proxy};
 
 use aws_sdk_dynamodb::config::retry as aws_smithy_types_retry;
 
@@ -136,11 +136,6 @@ fn aws_docs<'a>(docs: &'a [Value], operation: &str) -> Vec<&'a Value> {
     docs.iter()
         .filter(|d| d["aws"]["operation"] == operation)
         .collect()
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/fixtures/python-sdk/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use xray_lambda::{begin_subsegment, capture, FutureExt, XRayLayer};
-use xray_lambda_e2e::harness::{by_name, Daemon};
+use xray_lambda_e2e::harness::{by_name, fixture, Daemon};
 
 const FACADE: &str = "53995c3f42cd8ad8";
 
@@ -47,11 +47,6 @@ fn handler(docs: &[Value]) -> &Value {
     docs.iter()
         .find(|d| d["name"].as_str().unwrap().starts_with("## "))
         .unwrap()
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/fixtures/python-sdk/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 // ---- The Python reference scenario (sample 2, 11, 12–13) ----

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use xray_lambda_e2e::harness::{by_name, root_and_parent, Daemon, Emulator, Process, RuntimeStub};
+use xray_lambda_e2e::harness::{
+    by_name, fixture, root_and_parent, Daemon, Emulator, Process, RuntimeStub,
+};
 
 const HANDLER: &str = "## e2e-function";
 
@@ -18,11 +20,6 @@ fn start_function(
 ) -> Process {
     let binary = Path::new(env!("CARGO_BIN_EXE_e2e-function"));
     xray_lambda_e2e::harness::start_function(binary, runtime_api, daemon, env)
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/fixtures/python-sdk/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn names(docs: &[Value]) -> Vec<&str> {

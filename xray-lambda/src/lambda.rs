@@ -320,10 +320,7 @@ impl<C> XRayLayer<C> {
     /// For handlers whose response is not `Serialize` (response streaming): the
     /// response is not recorded.
     pub fn opaque_response(self) -> XRayLayer<NoResponseCapture> {
-        XRayLayer {
-            settings: self.settings,
-            capture: PhantomData,
-        }
+        self.with_capture()
     }
 
     fn with_capture<D>(self) -> XRayLayer<D> {
