@@ -126,10 +126,20 @@ fn sibling(name: &str) -> PathBuf {
 fn main() {
     let python: Value = std::env::args()
         .nth(1)
+        .filter(|a| !a.starts_with("--"))
         .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
         .unwrap_or(Value::Null);
     let python_bin = std::env::args().nth(2);
     let sink = Sink::start().unwrap();
+    if std::env::args().any(|a| a == "--interceptor-only") {
+        // For profilers (e.g. valgrind --tool=callgrind): only the interceptor rounds.
+        let m = interceptor_overhead(&sink.address, true);
+        println!(
+            "PutItem caller CPU: {:?} plain, {:?} with XRayInterceptor",
+            m[2], m[3]
+        );
+        return;
+    }
 
     let unsampled = in_invocation(&sink.address, &header(false), || {
         per_call(15, 2_000_000, || {
