@@ -628,3 +628,38 @@ pub fn silent_endpoint() -> String {
     });
     url
 }
+
+/// Runs `work` in-process as the handler of one invocation traced under `header`
+/// (through `XRayLayer`, responses not recorded), and returns the documents it sent:
+/// once `expected` arrived, or after a quiet moment when `expected` is 0.
+pub async fn run_invocation<F, Fut>(header: &str, expected: usize, work: F) -> Vec<Value>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use lambda_runtime::tower::{Layer, Service};
+    let daemon = Daemon::start();
+    let mut svc = xray_lambda::XRayLayer::new()
+        .daemon_address(&daemon.addr.to_string())
+        .enabled(true)
+        .capture_response(false)
+        .layer(lambda_runtime::service_fn(
+            move |_: lambda_runtime::LambdaEvent<Value>| {
+                let work = work.clone();
+                async move {
+                    work().await;
+                    Ok::<_, lambda_runtime::Error>(())
+                }
+            },
+        ));
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id = Some(header.to_owned());
+    svc.call(lambda_runtime::LambdaEvent::new(Value::Null, ctx))
+        .await
+        .unwrap();
+    if expected == 0 {
+        daemon.settle()
+    } else {
+        daemon.wait_for(expected)
+    }
+}

@@ -14,12 +14,12 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, WriteRequest,
 };
 use aws_smithy_types_retry::RetryConfig;
-use lambda_runtime::tower::{Layer, Service};
-use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use xray_lambda::aws::XRayInterceptor;
-use xray_lambda::{begin_subsegment, XRayLayer};
-use xray_lambda_e2e::harness::{by_name, fixture, silent_endpoint, Canned, Daemon, Moto, Proxy};
+use xray_lambda::begin_subsegment;
+use xray_lambda_e2e::harness::{
+    by_name, fixture, run_invocation as invoke, silent_endpoint, Canned, Moto, Proxy,
+};
 
 use aws_sdk_dynamodb::config::retry as aws_smithy_types_retry;
 
@@ -97,35 +97,6 @@ async fn create_table_and_bucket(moto: &Moto) {
         .send()
         .await
         .unwrap();
-}
-
-/// Runs `work` as an invocation's handler under `header`; returns the documents sent
-/// once `expected` arrived.
-async fn invoke<F, Fut>(header: &str, expected: usize, work: F) -> Vec<Value>
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let daemon = Daemon::start();
-    let mut svc = XRayLayer::new()
-        .daemon_address(&daemon.addr.to_string())
-        .enabled(true)
-        .capture_response(false)
-        .layer(service_fn(move |_: LambdaEvent<Value>| {
-            let work = work.clone();
-            async move {
-                work().await;
-                Ok::<_, lambda_runtime::Error>(())
-            }
-        }));
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.xray_trace_id = Some(header.to_owned());
-    svc.call(LambdaEvent::new(Value::Null, ctx)).await.unwrap();
-    if expected == 0 {
-        daemon.settle()
-    } else {
-        daemon.wait_for(expected)
-    }
 }
 
 fn sampled(root: &xray_lambda::TraceId) -> String {

@@ -8,37 +8,26 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use lambda_runtime::tower::{Layer, Service};
-use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-use xray_lambda::{begin_subsegment, capture, FutureExt, XRayLayer};
-use xray_lambda_e2e::harness::{by_name, fixture, Daemon};
+use xray_lambda::{begin_subsegment, capture, FutureExt};
+use xray_lambda_e2e::harness::{by_name, fixture, run_invocation};
 
 const FACADE: &str = "53995c3f42cd8ad8";
 
-/// Runs `work` as a sampled invocation's handler; returns the documents it sent.
+/// Runs `work` as a sampled invocation's handler; returns the documents it sent
+/// (`expected` of them plus the handler's).
 async fn traced<F, Fut>(expected: usize, work: F) -> Vec<Value>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let daemon = Daemon::start();
-    let mut svc = XRayLayer::new()
-        .daemon_address(&daemon.addr.to_string())
-        .enabled(true)
-        .capture_response(false)
-        .layer(service_fn(move |_: LambdaEvent<Value>| {
-            let work = work.clone();
-            async move {
-                work().await;
-                Ok::<_, lambda_runtime::Error>(())
-            }
-        }));
-    let mut ctx = lambda_runtime::Context::default();
     let root = xray_lambda::TraceId::new();
-    ctx.xray_trace_id = Some(format!("Root={root};Parent={FACADE};Sampled=1"));
-    svc.call(LambdaEvent::new(Value::Null, ctx)).await.unwrap();
-    let docs = daemon.wait_for(expected + 1);
+    let docs = run_invocation(
+        &format!("Root={root};Parent={FACADE};Sampled=1"),
+        expected + 1,
+        work,
+    )
+    .await;
     assert_eq!(docs.len(), expected + 1, "{docs:#?}");
     docs
 }
