@@ -2,8 +2,10 @@
 //! invocation's trace context, and a UDP sink standing in for the daemon.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
+
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use xray_lambda_e2e::harness::HttpRequest;
 
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -113,27 +115,7 @@ fn serve(stream: TcpStream) {
     };
     let mut reader = BufReader::new(clone);
     let mut out = stream;
-    loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line.trim_end().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Ok(Some(_request)) = HttpRequest::read(&mut reader) {
         let reply = "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: bench\r\nContent-Length: 2\r\n\r\n{}";
         if out.write_all(reply.as_bytes()).is_err() {
             return;

@@ -366,35 +366,67 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
+/// One HTTP/1.1 request read off a connection (bodies by `Content-Length`).
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// The next request on `reader`; `None` when the peer closed the connection.
+    pub fn read(reader: &mut impl BufRead) -> std::io::Result<Option<HttpRequest>> {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 {
+                return Ok(None);
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.to_owned(), v.trim().to_owned()));
+            }
+        }
+        let mut request = HttpRequest {
+            line: line.trim_end().to_owned(),
+            headers,
+            body: Vec::new(),
+        };
+        let length = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        request.body = vec![0u8; length];
+        reader.read_exact(&mut request.body)?;
+        Ok(Some(request))
+    }
+
+    /// The value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or("")
+    }
+}
+
 fn serve(stream: TcpStream, state: &(Mutex<StubState>, Condvar)) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+    while let Ok(Some(request)) = HttpRequest::read(&mut reader) {
+        let (path, body) = (request.path().to_owned(), request.body);
         let (lock, cvar) = state;
         let reply = if path.ends_with("/invocation/next") {
             let mut st = lock.lock().unwrap();
@@ -557,34 +589,19 @@ fn proxy_one(
     forever: bool,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = String::new();
-    let mut length = 0usize;
-    let mut trace = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = trimmed.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if k.eq_ignore_ascii_case("x-amzn-trace-id") {
-                trace = Some(v.trim().to_owned());
-            }
-            if k.eq_ignore_ascii_case("connection") {
-                continue;
-            }
-        }
-        head.push_str(trimmed);
-        head.push_str("\r\n");
+    let Some(request) = HttpRequest::read(&mut reader)? else {
+        return Ok(());
+    };
+    let trace = request.header("x-amzn-trace-id").map(str::to_owned);
+    let mut head = format!("{}\r\n", request.line);
+    for (k, v) in request
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("connection"))
+    {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
+    let body = request.body;
     seen.lock().unwrap().push(trace);
     let mut out = stream;
     let canned = {
