@@ -52,10 +52,30 @@ pub(crate) fn connect_emitter(address: Result<SocketAddr, AddressError>) -> Opti
     }
 }
 
+/// The handler subsegment's name and its metadata keys, derived once from the function
+/// name.
+#[derive(Clone, Debug)]
+struct Names {
+    handler: String,
+    response_key: String,
+    error_key: String,
+}
+
+impl Names {
+    fn new(function: &str) -> Self {
+        Names {
+            handler: format!("{HANDLER_PREFIX}{function}"),
+            response_key: format!("{function} response"),
+            error_key: format!("{function} error"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Settings {
     enabled: bool,
-    function_name: Option<String>,
+    /// From `AWS_LAMBDA_FUNCTION_NAME` (what `lambda_runtime` reads too), or `handler`.
+    names: Names,
     service: String,
     capture_response: bool,
     capture_error: bool,
@@ -69,7 +89,11 @@ impl Settings {
     fn from_env() -> Self {
         Settings {
             enabled: config::tracing_enabled(),
-            function_name: config::function_name(),
+            names: Names::new(
+                config::function_name()
+                    .as_deref()
+                    .unwrap_or(UNKNOWN_FUNCTION),
+            ),
             service: config::service_name()
                 .unwrap_or_else(|| config::DEFAULT_SERVICE_NAME.to_owned()),
             capture_response: config::capture_response().unwrap_or(true),
@@ -103,7 +127,7 @@ impl Settings {
             .or_else(config::trace_id_env);
         let Some(raw) = raw else {
             if self.sam_local {
-                return self.local_trace(ctx, cold);
+                return self.local_trace(cold);
             }
             tracing::debug!(request_id = %ctx.request_id, "no trace header; invocation not traced");
             return (None, None);
@@ -128,7 +152,7 @@ impl Settings {
             None
         };
         let facade = Node::facade(Trace::new(header.root(), header.extra(), emitter), parent);
-        let handler = Node::child(&facade, &self.handler_name(ctx), true);
+        let handler = Node::child(&facade, &self.names.handler, true);
         self.annotate(handler.as_deref(), cold);
         (Some(handler.clone().unwrap_or(facade)), handler)
     }
@@ -136,29 +160,16 @@ impl Settings {
     /// Under `sam local`, which sends no header, the handler becomes the top-level
     /// segment of a fresh trace, so local runs are still traced (there is no Lambda
     /// function segment to attach to).
-    fn local_trace(
-        &self,
-        ctx: &lambda_runtime::Context,
-        cold: bool,
-    ) -> (Option<Arc<Node>>, Option<Arc<Node>>) {
+    fn local_trace(&self, cold: bool) -> (Option<Arc<Node>>, Option<Arc<Node>>) {
         let Some(emitter) = self.emitter() else {
             return (None, None);
         };
         let handler = Node::segment(
             Trace::new(TraceId::new(), "", Some(emitter)),
-            &self.handler_name(ctx),
+            &self.names.handler,
         );
         self.annotate(handler.as_deref(), cold);
         (handler.clone(), handler)
-    }
-
-    fn handler_name(&self, ctx: &lambda_runtime::Context) -> String {
-        let function = self
-            .function_name
-            .as_deref()
-            .or_else(|| Some(ctx.env_config.function_name.as_str()).filter(|s| !s.is_empty()))
-            .unwrap_or(UNKNOWN_FUNCTION);
-        format!("{HANDLER_PREFIX}{function}")
     }
 
     fn annotate(&self, handler: Option<&Node>, cold: bool) {
@@ -334,34 +345,18 @@ impl<C> XRayLayer<C> {
 impl<S, C> Layer<S> for XRayLayer<C> {
     type Service = XRayService<S, C>;
     fn layer(&self, inner: S) -> XRayService<S, C> {
-        let function = self
-            .settings
-            .function_name
-            .as_deref()
-            .unwrap_or(UNKNOWN_FUNCTION);
         XRayService {
             inner,
-            shared: Arc::new(Shared {
-                response_key: format!("{function} response"),
-                error_key: format!("{function} error"),
-                settings: self.settings.clone(),
-            }),
+            settings: Arc::new(self.settings.clone()),
             capture: PhantomData,
         }
     }
 }
 
-#[derive(Debug)]
-struct Shared {
-    settings: Settings,
-    response_key: String,
-    error_key: String,
-}
-
 /// The service [`XRayLayer`] makes: runs each invocation of `S` in its trace.
 pub struct XRayService<S, C = SerializeResponse> {
     inner: S,
-    shared: Arc<Shared>,
+    settings: Arc<Settings>,
     capture: PhantomData<fn() -> C>,
 }
 
@@ -369,7 +364,7 @@ impl<S: Clone, C> Clone for XRayService<S, C> {
     fn clone(&self) -> Self {
         XRayService {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            settings: self.settings.clone(),
             capture: PhantomData,
         }
     }
@@ -398,7 +393,7 @@ where
     }
 
     fn call(&mut self, event: LambdaEvent<A>) -> Self::Future {
-        let (mut context, node) = self.shared.settings.start(&event.context);
+        let (mut context, node) = self.settings.start(&event.context);
         let called = {
             let _entered = Entered::new(&mut context);
             catch_unwind(AssertUnwindSafe(|| self.inner.call(event)))
@@ -410,7 +405,7 @@ where
                     context,
                     node,
                     Handler {
-                        shared: self.shared.clone(),
+                        settings: self.settings.clone(),
                         capture: PhantomData,
                     },
                 ),
@@ -428,7 +423,7 @@ where
 
 /// Records the handler's outcome on its subsegment.
 struct Handler<C> {
-    shared: Arc<Shared>,
+    settings: Arc<Settings>,
     capture: PhantomData<fn() -> C>,
 }
 
@@ -444,19 +439,19 @@ where
     C: CaptureResponse<R>,
 {
     fn on_complete(&mut self, node: &Node, output: &Result<R, E>) {
-        let s = &self.shared;
+        let s = &self.settings;
         match output {
             Ok(response) => {
-                if s.settings.capture_response {
+                if s.capture_response {
                     if let Some(raw) = C::capture(response) {
-                        node.put_raw_metadata(&s.settings.service, &s.response_key, raw);
+                        node.put_raw_metadata(&s.service, &s.names.response_key, raw);
                     }
                 }
             }
-            Err(err) if s.settings.capture_error => {
+            Err(err) if s.capture_error => {
                 let exceptions = exception::from_handler_error(err);
                 if let Some(first) = exceptions.first() {
-                    node.put_metadata(&s.settings.service, &s.error_key, &first.message);
+                    node.put_metadata(&s.service, &s.names.error_key, &first.message);
                 }
                 node.add_exceptions(exceptions, ErrorKind::Fault);
             }
@@ -820,6 +815,24 @@ mod tests {
         assert!(docs[2]
             .get("metadata")
             .is_none_or(|m| m.get("xray_lambda").is_none()));
+    }
+
+    #[tokio::test]
+    async fn opaque_response_traces_handlers_whose_response_is_not_serialize() {
+        struct Streamed(u8);
+        let d = Daemon::new();
+        let mut svc =
+            layer(&d)
+                .opaque_response()
+                .layer(service_fn(|_: LambdaEvent<Value>| async {
+                    Ok::<_, lambda_runtime::Error>(Streamed(7))
+                }));
+        let out = svc.call(event(Some(&sampled()))).await.unwrap();
+        assert_eq!(out.0, 7);
+        let docs = d.documents();
+        assert_eq!(docs.len(), 1);
+        assert!(docs[0]["name"].as_str().unwrap().starts_with("## "));
+        assert!(docs[0].get("metadata").is_none(), "no response recorded");
     }
 
     #[tokio::test]
