@@ -220,5 +220,7 @@ mod tests {
             e.send(record());
             std::thread::sleep(Duration::from_millis(10));
         }
+        // The refusals came back (ICMP on a connected socket) and were counted, not raised.
+        assert!(e.failures() >= 1);
     }
 }
