@@ -9,16 +9,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
-    ScalarAttributeType, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_smithy_types_retry::RetryConfig;
 use serde_json::{json, Value};
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::begin_subsegment;
 use xray_lambda_e2e::harness::{
-    by_name, fixture, run_invocation as invoke, silent_endpoint, Canned, Moto, Proxy,
+    self, by_name, fixture, run_invocation as invoke, silent_endpoint, Canned, Moto, Proxy,
 };
 
 use aws_sdk_dynamodb::config::retry as aws_smithy_types_retry;
@@ -70,33 +67,8 @@ fn s3(endpoint: &str, traced: bool) -> aws_sdk_s3::Client {
 }
 
 async fn create_table_and_bucket(moto: &Moto) {
-    dynamodb(&moto.endpoint, false)
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("userId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("userId")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    s3(&moto.endpoint, false)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
+    let (ddb, s3c) = (dynamodb(&moto.endpoint, false), s3(&moto.endpoint, false));
+    harness::create_table_and_bucket(&ddb, &s3c, TABLE, BUCKET).await;
 }
 
 fn sampled(root: &xray_lambda::TraceId) -> String {

@@ -8,12 +8,9 @@ use std::path::Path;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
-use xray_lambda_e2e::harness::{by_name, start_function, Daemon, Emulator, Moto, Process};
+use xray_lambda_e2e::harness::{self, by_name, start_function, Daemon, Emulator, Moto, Process};
 
 const HANDLER: &str = "## process-user";
 
@@ -35,34 +32,8 @@ fn sdk_config(moto: &Moto) -> SdkConfig {
 }
 
 async fn create_table_and_bucket(moto: &Moto) {
-    let config = sdk_config(moto);
-    aws_sdk_dynamodb::Client::new(&config)
-        .create_table()
-        .table_name("users-table")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("userId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("userId")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    s3(moto)
-        .create_bucket()
-        .bucket("user-files")
-        .send()
-        .await
-        .unwrap();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(moto));
+    harness::create_table_and_bucket(&dynamodb, &s3(moto), "users-table", "user-files").await;
 }
 
 fn s3(moto: &Moto) -> aws_sdk_s3::Client {
