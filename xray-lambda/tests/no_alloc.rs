@@ -77,6 +77,28 @@ fn poll_once<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// Runs `f` as an invocation's handler under `header`, with a daemon address nobody
+/// listens on, and returns what it returned.
+fn in_invocation(header: &str, f: impl Fn() -> u64 + Send + Sync + 'static) -> u64 {
+    let f = std::sync::Arc::new(f);
+    let measured = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let m = measured.clone();
+    let mut svc = xray_lambda::XRayLayer::new()
+        .daemon_address("127.0.0.1:9")
+        .enabled(true)
+        .layer(service_fn(move |_: LambdaEvent<()>| {
+            let (m, f) = (m.clone(), f.clone());
+            async move {
+                m.store(f(), std::sync::atomic::Ordering::SeqCst);
+                Ok::<(), lambda_runtime::Error>(())
+            }
+        }));
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id = Some(header.into());
+    poll_once(svc.call(LambdaEvent::new((), ctx))).unwrap();
+    measured.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 #[test]
 fn no_trace_and_unsampled_calls_do_not_allocate() {
     // No trace at all.
@@ -86,28 +108,33 @@ fn no_trace_and_unsampled_calls_do_not_allocate() {
     assert_eq!(allocations() - before, 0, "no trace");
 
     // Inside an unsampled invocation.
-    let measured = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
-    let m = measured.clone();
-    let mut svc = xray_lambda::XRayLayer::new()
-        .daemon_address("127.0.0.1:9")
-        .enabled(true)
-        .layer(service_fn(move |_: LambdaEvent<()>| {
-            let m = m.clone();
-            async move {
-                work().await;
-                let before = allocations();
-                work().await;
-                m.store(allocations() - before, std::sync::atomic::Ordering::SeqCst);
-                Ok::<(), lambda_runtime::Error>(())
-            }
-        }));
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.xray_trace_id =
-        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0".into());
-    poll_once(svc.call(LambdaEvent::new((), ctx))).unwrap();
-    assert_eq!(
-        measured.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "unsampled"
+    let unsampled = in_invocation(
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+        || {
+            poll_once(work());
+            let before = allocations();
+            poll_once(work());
+            allocations() - before
+        },
     );
+    assert_eq!(unsampled, 0, "unsampled");
+}
+
+#[test]
+fn a_sampled_subsegment_allocates_its_node_and_its_name_only() {
+    let per_subsegment = in_invocation(
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        || {
+            // Warm-up: the thread's encode buffer and the open-subsegment list.
+            for _ in 0..10 {
+                xray_lambda::begin_subsegment("noop").end();
+            }
+            let before = allocations();
+            for _ in 0..100 {
+                xray_lambda::begin_subsegment("noop").end();
+            }
+            (allocations() - before) / 100
+        },
+    );
+    assert_eq!(per_subsegment, 2);
 }
