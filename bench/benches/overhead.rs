@@ -99,11 +99,11 @@ fn interceptor(c: &mut Criterion) {
     );
     in_invocation(&sink.address, &header(true), || {
         c.bench_function("DynamoDB PutItem, loopback stub, no interceptor", |b| {
-            b.iter(|| rt.block_on(put_item(plain.clone()).in_current_trace()))
+            b.iter(|| rt.block_on(put_item(plain.clone(), None).in_current_trace()))
         });
         c.bench_function(
             "DynamoDB PutItem, loopback stub, XRayInterceptor (sampled)",
-            |b| b.iter(|| rt.block_on(put_item(traced.clone()).in_current_trace())),
+            |b| b.iter(|| rt.block_on(put_item(traced.clone(), None).in_current_trace())),
         );
     });
 }

@@ -7,6 +7,7 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use xray_lambda_e2e::harness::HttpRequest;
 
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use xray_lambda::XRayLayer;
@@ -138,16 +139,19 @@ pub fn dynamodb_client(endpoint: &str, traced: bool) -> aws_sdk_dynamodb::Client
     aws_sdk_dynamodb::Client::from_conf(b.build())
 }
 
-/// One `PutItem`; whether it succeeded.
-pub async fn put_item(client: aws_sdk_dynamodb::Client) -> bool {
-    client
-        .put_item()
-        .table_name("users-table")
-        .item(
-            "userId",
-            aws_sdk_dynamodb::types::AttributeValue::S("u-1".into()),
-        )
-        .send()
-        .await
-        .is_ok()
+/// One `PutItem`, with `per_call` registered on this call only (as xray-lite requires);
+/// whether it succeeded.
+pub async fn put_item(
+    client: aws_sdk_dynamodb::Client,
+    per_call: Option<SharedInterceptor>,
+) -> bool {
+    let request = client.put_item().table_name("users-table").item(
+        "userId",
+        aws_sdk_dynamodb::types::AttributeValue::S("u-1".into()),
+    );
+    let sent = match per_call {
+        Some(interceptor) => request.customize().interceptor(interceptor).send().await,
+        None => request.send().await,
+    };
+    sent.is_ok()
 }

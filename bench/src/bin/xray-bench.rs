@@ -10,12 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::net::UdpSocket;
+
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
     dynamodb_client, dynamodb_stub, header, in_invocation, put_item, thread_cpu_time, Sink,
 };
+use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
 use xray_lambda_e2e::harness::{start_function, Daemon, RuntimeStub};
+use xray_lite::{DaemonClient, SubsegmentContext};
+use xray_lite_aws_sdk::ContextExt as _;
 
 #[xray_lambda::capture]
 fn captured(x: u64) -> u64 {
@@ -40,12 +46,18 @@ fn per_call(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
     samples[rounds / 2]
 }
 
-fn xray_lite_subsegment(sink: &str, sampled: bool) -> Duration {
-    use xray_lite::{Context, CustomNamespace, DaemonClient, SubsegmentContext};
+/// xray-lite's context for the trace `header(sampled)`, sending to `sink`. It reads both
+/// from the environment only.
+fn xray_lite_context(sink: &str, sampled: bool) -> SubsegmentContext<DaemonClient> {
     std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", sink);
     std::env::set_var("_X_AMZN_TRACE_ID", header(sampled));
     let client = DaemonClient::from_lambda_env().expect("xray-lite client");
-    let context = SubsegmentContext::from_lambda_env(client).expect("xray-lite context");
+    SubsegmentContext::from_lambda_env(client).expect("xray-lite context")
+}
+
+fn xray_lite_subsegment(sink: &str, sampled: bool) -> Duration {
+    use xray_lite::{Context, CustomNamespace};
+    let context = xray_lite_context(sink, sampled);
     per_call(15, 20_000, || {
         let s = context.enter_subsegment(CustomNamespace::new("noop"));
         drop(black_box(s));
@@ -71,44 +83,131 @@ fn cold_start(
     samples[runs / 2]
 }
 
-/// Median per-call cost of PutItem without and with the interceptor, as
-/// `(wall plain, wall traced, cpu plain, cpu traced)`: measured in alternating rounds so
-/// drift in the loopback round trip hits both alike, and as this thread's CPU time,
-/// which is the caller's own work without waiting or the stub's and daemon's threads.
-fn interceptor_overhead(sink: &str, sampled: bool) -> [Duration; 4] {
-    let endpoint = dynamodb_stub().unwrap();
+/// One way of making the PutItem call in the interceptor comparison.
+struct Variant {
+    label: &'static str,
+    client: aws_sdk_dynamodb::Client,
+    /// Builds the interceptor registered on each call, for tracers that work that way.
+    per_call: Option<Box<dyn Fn() -> SharedInterceptor>>,
+    /// Also send one datagram of a typical document's size to the daemon stand-in:
+    /// what the kernel alone charges the caller for handing a document over.
+    bare_datagram: Option<UdpSocket>,
+}
+
+/// Median per-call cost of each variant's PutItem against a loopback stub, as
+/// `(wall, caller CPU)`: measured in interleaved rounds so drift in the loopback round
+/// trip hits all alike, and as this thread's CPU time, which is the caller's own work
+/// without waiting or the stub's and daemon's threads.
+fn put_item_costs(sink: &str, sampled: bool, variants: &[Variant]) -> Vec<(Duration, Duration)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (plain, traced) = (
-        dynamodb_client(&endpoint, false),
-        dynamodb_client(&endpoint, true),
-    );
+    let document = [b'x'; 600];
     in_invocation(sink, &header(sampled), || {
-        let round = |client: &aws_sdk_dynamodb::Client| {
+        let round = |v: &Variant| {
             let (t, cpu) = (Instant::now(), thread_cpu_time());
             for _ in 0..100 {
-                assert!(rt.block_on(put_item(client.clone()).in_current_trace()));
+                let per_call = v.per_call.as_ref().map(|f| f());
+                assert!(rt.block_on(put_item(v.client.clone(), per_call).in_current_trace()));
+                if let Some(socket) = &v.bare_datagram {
+                    let _ = socket.send(&document);
+                }
             }
             (t.elapsed() / 100, (thread_cpu_time() - cpu) / 100)
         };
-        round(&plain);
-        round(&traced);
-        let mut samples: [Vec<Duration>; 4] = Default::default();
-        for _ in 0..31 {
-            let (w, c) = round(&plain);
-            samples[0].push(w);
-            samples[2].push(c);
-            let (w, c) = round(&traced);
-            samples[1].push(w);
-            samples[3].push(c);
+        for v in variants {
+            let _warm_up = round(v);
         }
-        samples.map(|mut v| {
+        let mut samples = vec![(Vec::new(), Vec::new()); variants.len()];
+        for _ in 0..101 {
+            for (v, (wall, cpu)) in variants.iter().zip(&mut samples) {
+                let (w, c) = round(v);
+                wall.push(w);
+                cpu.push(c);
+            }
+        }
+        let median = |mut v: Vec<Duration>| {
             v.sort();
             v[v.len() / 2]
-        })
+        };
+        samples
+            .into_iter()
+            .map(|(w, c)| (median(w), median(c)))
+            .collect()
     })
+}
+
+/// The label of the variant the others are compared with.
+const OURS: &str = "XRayInterceptor on the client";
+const PLAIN: &str = "plain";
+/// What the kernel alone charges the caller for handing one document to the daemon.
+const BARE_DATAGRAM: &str = "plain + one bare 600-byte datagram to the daemon";
+
+/// One variant's median cost per call.
+struct Row {
+    label: &'static str,
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// The variants measured under one trace, plain first.
+struct Comparison {
+    sampled: bool,
+    rows: Vec<Row>,
+}
+
+/// The interceptor comparison, sampled and unsampled.
+fn interceptor_comparison(sink: &str) -> Vec<Comparison> {
+    let endpoint = dynamodb_stub().unwrap();
+    let variant = |label, traced: bool| Variant {
+        label,
+        client: dynamodb_client(&endpoint, traced),
+        per_call: None,
+        bare_datagram: None,
+    };
+    let bare_socket = || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.connect(sink).unwrap();
+        s.set_nonblocking(true).unwrap();
+        s
+    };
+    let lite = xray_lite_context(sink, true);
+    let sampled = vec![
+        variant(PLAIN, false),
+        variant(OURS, true),
+        Variant {
+            per_call: Some(Box::new(|| SharedInterceptor::new(XRayInterceptor::new()))),
+            ..variant("XRayInterceptor on the call", false)
+        },
+        Variant {
+            per_call: Some(Box::new(move || {
+                SharedInterceptor::new(lite.intercept_operation("DynamoDB", "PutItem"))
+            })),
+            ..variant("xray-lite-aws-sdk on the call", false)
+        },
+        Variant {
+            bare_datagram: Some(bare_socket()),
+            ..variant(BARE_DATAGRAM, false)
+        },
+    ];
+    let unsampled = vec![variant(PLAIN, false), variant(OURS, true)];
+    [(true, sampled), (false, unsampled)]
+        .into_iter()
+        .map(|(sampled, variants)| {
+            let costs = put_item_costs(sink, sampled, &variants);
+            let rows = variants
+                .iter()
+                .zip(costs)
+                .map(|(v, (wall, cpu))| Row {
+                    label: v.label,
+                    wall,
+                    cpu,
+                })
+                .collect();
+            Comparison { sampled, rows }
+        })
+        .collect()
 }
 
 /// Resident set size of this process, from /proc (0 where there is none).
@@ -133,11 +232,7 @@ fn main() {
     let sink = Sink::start().unwrap();
     if std::env::args().any(|a| a == "--interceptor-only") {
         // For profilers (e.g. valgrind --tool=callgrind): only the interceptor rounds.
-        let m = interceptor_overhead(&sink.address, true);
-        println!(
-            "PutItem caller CPU: {:?} plain, {:?} with XRayInterceptor",
-            m[2], m[3]
-        );
+        print_interceptor_comparison(&interceptor_comparison(&sink.address), &python);
         return;
     }
 
@@ -161,8 +256,7 @@ fn main() {
         }
         (before, resident_kib())
     });
-    let sampled_call = interceptor_overhead(&sink.address, true);
-    let unsampled_call = interceptor_overhead(&sink.address, false);
+    let interceptors = interceptor_comparison(&sink.address);
     let lite_sampled = xray_lite_subsegment(&sink.address, true);
     let lite_unsampled = xray_lite_subsegment(&sink.address, false);
 
@@ -234,20 +328,7 @@ fn main() {
         row("aws-xray-sdk (Python): @capture, Sampled=1", v, ours[1]);
     }
     println!();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("AWS SDK call, DynamoDB PutItem to a loopback stub (median of alternating rounds):");
-    for (label, m) in [
-        ("sampled", sampled_call),
-        ("unsampled (header only)", unsampled_call),
-    ] {
-        println!(
-            "  {label:<28} caller CPU {:>6.1} µs plain, {:>6.1} µs with XRayInterceptor: {:+5.1} µs   (wall {:+.1} µs)",
-            us(m[2]),
-            us(m[3]),
-            us(m[3]) - us(m[2]),
-            us(m[1]) - us(m[0])
-        );
-    }
+    print_interceptor_comparison(&interceptors, &python);
     println!(
         "Memory: resident {rss_before} KiB before and {rss_after} KiB after 1,000,000 sampled subsegments in one invocation"
     );
@@ -268,5 +349,53 @@ fn main() {
             x,
             x - p
         );
+    }
+}
+
+/// Prints the interceptor comparison, with the Python SDK's patched botocore from
+/// `python` (as measured by `sdk_bench.py`) where it was measured.
+fn print_interceptor_comparison(comparison: &[Comparison], python: &Value) {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("AWS SDK call, DynamoDB PutItem to a loopback stub (median of interleaved rounds):");
+    for Comparison { sampled, rows } in comparison {
+        let Some(plain) = rows.first() else {
+            continue;
+        };
+        let added = |r: &Row| us(r.cpu) - us(plain.cpu);
+        let ours = rows.iter().find(|r| r.label == OURS).map_or(0.0, added);
+        println!("  Sampled={}:", u8::from(*sampled));
+        println!("    {PLAIN:<50} caller CPU {:>6.1} µs", us(plain.cpu));
+        for r in &rows[1..] {
+            print!(
+                "    {:<50} caller CPU {:>6.1} µs ({:+5.1} µs; wall {:+6.1} µs)",
+                r.label,
+                us(r.cpu),
+                added(r),
+                us(r.wall) - us(plain.wall)
+            );
+            if r.label != OURS && ours > 0.0 {
+                print!("  {:.1}x ours", added(r) / ours);
+            }
+            println!();
+        }
+        if let Some(bare) = rows.iter().find(|r| r.label == BARE_DATAGRAM) {
+            println!(
+                "    {:<50} {:+5.1} µs",
+                "XRayInterceptor less the kernel's datagram hand-off",
+                ours - added(bare)
+            );
+        }
+        if let (true, Some(plain), Some(patched)) = (
+            *sampled,
+            python["put_item_plain_us"].as_f64(),
+            python["put_item_patched_us"].as_f64(),
+        ) {
+            let added = patched - plain;
+            println!(
+                "    {:<50} caller CPU {plain:>6.1} µs plain, {patched:.1} µs patched ({added:+5.1} µs)  {:.1}x ours",
+                "aws-xray-sdk (Python): boto3, patch([\"botocore\"])",
+                added / ours
+            );
+        }
     }
 }
