@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -67,18 +68,20 @@ const THROTTLING_CODES: &[&str] = &[
     "EC2ThrottledException",
 ];
 
-/// DynamoDB request parameters recorded when present (PROTOCOL §4), by JSON key.
-const DYNAMODB_PARAMETERS: &[&str] = &[
-    "TableName",
-    "IndexName",
-    "Limit",
-    "Select",
-    "ConsistentRead",
-    "ProjectionExpression",
-    "ScanIndexForward",
-    "Segment",
-    "TotalSegments",
-    "ExclusiveStartTableName",
+/// DynamoDB request parameters recorded when present (PROTOCOL §4): JSON key, and the
+/// field it is recorded under (its snake_case form, spelled out so that no call has to
+/// compute it).
+const DYNAMODB_PARAMETERS: &[(&str, &str)] = &[
+    ("TableName", "table_name"),
+    ("IndexName", "index_name"),
+    ("Limit", "limit"),
+    ("Select", "select"),
+    ("ConsistentRead", "consistent_read"),
+    ("ProjectionExpression", "projection_expression"),
+    ("ScanIndexForward", "scan_index_forward"),
+    ("Segment", "segment"),
+    ("TotalSegments", "total_segments"),
+    ("ExclusiveStartTableName", "exclusive_start_table_name"),
 ];
 
 /// Records each AWS SDK call made under a trace as a subsegment named after the service
@@ -395,15 +398,16 @@ fn request_parameters(
     extra: &[ExtraParameter],
 ) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
-    let view = RequestView::new(request);
+    // Read the body only for what needs it, once: for S3 (and Lambda's Invoke) it is the
+    // user's payload, possibly megabytes, and never holds parameters.
+    let cell = OnceCell::new();
+    let view = || cell.get_or_init(|| RequestView::new(request, service != "S3"));
     match service {
         "DynamoDB" => {
-            for name in DYNAMODB_PARAMETERS {
-                if let Some(v) = view.get(name) {
-                    out.insert(snake_case(name), v);
-                }
+            for (name, field) in DYNAMODB_PARAMETERS {
+                copy(view(), name, field, &mut out);
             }
-            if let Some(items) = view.json_raw("RequestItems") {
+            if let Some(items) = view().json_raw("RequestItems") {
                 if let Ok(tables) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(items.get()) {
                     out.insert(
                         "table_names".into(),
@@ -413,15 +417,17 @@ fn request_parameters(
             }
         }
         "S3" => s3_parameters(request, &mut out),
-        "SQS" => copy(&view, "QueueUrl", &mut out),
-        "SNS" => copy(&view, "TopicArn", &mut out),
+        "SQS" => copy(view(), "QueueUrl", "queue_url", &mut out),
+        "SNS" => copy(view(), "TopicArn", "topic_arn", &mut out),
         "Lambda" => {
-            copy(&view, "FunctionName", &mut out);
+            // In the path for all but CreateFunction, which has it in the body.
             let path = request.uri().split('?').next().unwrap_or_default();
-            if let Some(rest) = path.split("/functions/").nth(1) {
-                let name = rest.split('/').next().unwrap_or_default();
-                out.entry("function_name")
-                    .or_insert_with(|| percent_decode(name).into());
+            match path.split("/functions/").nth(1) {
+                Some(rest) => {
+                    let name = rest.split('/').next().unwrap_or_default();
+                    out.insert("function_name".into(), percent_decode(name).into());
+                }
+                None => copy(view(), "FunctionName", "function_name", &mut out),
             }
         }
         _ => {}
@@ -430,16 +436,14 @@ fn request_parameters(
         .iter()
         .filter(|p| p.service == service && (p.operation == operation || p.operation == "*"))
     {
-        if let Some(v) = view.get(&p.name) {
-            out.insert(p.field.clone(), v);
-        }
+        copy(view(), &p.name, &p.field, &mut out);
     }
     out
 }
 
-fn copy(view: &RequestView<'_>, name: &str, out: &mut serde_json::Map<String, Value>) {
+fn copy(view: &RequestView<'_>, name: &str, field: &str, out: &mut serde_json::Map<String, Value>) {
     if let Some(v) = view.get(name) {
-        out.insert(snake_case(name), v);
+        out.insert(field.to_owned(), v);
     }
 }
 
@@ -492,8 +496,12 @@ struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
-    fn new(request: &'a HttpRequest) -> Self {
-        let body = request.body().bytes().unwrap_or_default();
+    /// `with_body: false` for protocols whose body is a payload rather than parameters.
+    fn new(request: &'a HttpRequest, with_body: bool) -> Self {
+        let body = match request.body().bytes() {
+            Some(b) if with_body => b,
+            _ => &[],
+        };
         let json = if body.first() == Some(&b'{') {
             serde_json::from_slice(body).ok()
         } else {
@@ -595,6 +603,52 @@ mod tests {
             ("Limit", "limit"),
         ] {
             assert_eq!(snake_case(from), to);
+        }
+    }
+
+    fn extra(service: &str, name: &str) -> Vec<ExtraParameter> {
+        XRayInterceptor::new()
+            .with_parameter(service, "*", name)
+            .extra
+            .to_vec()
+    }
+
+    #[test]
+    fn an_s3_body_is_payload_not_parameters() {
+        let req = request(
+            "https://b.s3.us-east-1.amazonaws.com/k.json?versionId=v1",
+            r#"{"Bucket":"not-this","key":"nor-this"}"#,
+        );
+        let p = request_parameters("S3", "PutObject", &req, &extra("S3", "Bucket"));
+        assert_eq!(
+            Value::Object(p),
+            serde_json::json!({"bucket_name": "b", "key": "k.json", "version_id": "v1"})
+        );
+        // A parameter asked for still comes from the query string.
+        let p = request_parameters("S3", "GetObject", &req, &extra("S3", "versionId"));
+        assert_eq!(p["version_id"], "v1");
+    }
+
+    #[test]
+    fn lambda_function_name_comes_from_the_path_before_the_payload() {
+        let invoke = request(
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/my%2Dfn/invocations",
+            r#"{"FunctionName":"from-the-payload"}"#,
+        );
+        let p = request_parameters("Lambda", "Invoke", &invoke, &[]);
+        assert_eq!(p["function_name"], "my-fn");
+        let create = request(
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions",
+            r#"{"FunctionName":"new-fn","Runtime":"provided.al2023"}"#,
+        );
+        let p = request_parameters("Lambda", "CreateFunction", &create, &[]);
+        assert_eq!(p["function_name"], "new-fn");
+    }
+
+    #[test]
+    fn spelled_out_dynamodb_fields_are_the_snake_case_of_their_keys() {
+        for (name, field) in DYNAMODB_PARAMETERS {
+            assert_eq!(snake_case(name), *field);
         }
     }
 
