@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What tracing costs, side by side on this machine in one run: this crate, xray-lite
-# (crates.io) and the official Python SDK (aws-xray-sdk from PyPI), per call and at
-# cold start. Release builds; takes a couple of minutes.
+# What tracing costs, side by side on this machine in one run: this crate, xray-lite and
+# xray-lite-aws-sdk (crates.io) and the official Python SDK (aws-xray-sdk from PyPI, with
+# boto3 from the test venv), per call, per AWS SDK call and at cold start. Release
+# builds; takes a couple of minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
