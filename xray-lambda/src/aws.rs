@@ -202,8 +202,7 @@ impl Intercept for XRayInterceptor {
         call.attempts.fetch_add(1, Ordering::Relaxed);
         if let Some(node) = &call.node {
             if !call.parameters_recorded.swap(true, Ordering::Relaxed) {
-                identify(node, cfg);
-                let metadata = cfg.load::<Metadata>();
+                let metadata = identify(node, cfg);
                 let (service, operation) = metadata.map_or(("", ""), |m| (m.service(), m.name()));
                 let parameters =
                     request_parameters(service, operation, context.request(), &self.extra);
@@ -286,11 +285,10 @@ impl Intercept for XRayInterceptor {
 }
 
 /// Names the subsegment after the service (`DynamoDB`, `S3`) and records the operation
-/// and region, from what the SDK put in the config bag.
-fn identify(node: &Node, cfg: &ConfigBag) {
-    let Some(metadata) = cfg.load::<Metadata>() else {
-        return;
-    };
+/// and region, from what the SDK put in the config bag. Returns the operation metadata
+/// it found, for callers that need it too.
+fn identify<'a>(node: &Node, cfg: &'a ConfigBag) -> Option<&'a Metadata> {
+    let metadata = cfg.load::<Metadata>()?;
     let region = cfg
         .load::<aws_types::region::Region>()
         .map(|r| r.to_string());
@@ -301,6 +299,7 @@ fn identify(node: &Node, cfg: &ConfigBag) {
             aws.region = region;
         }
     });
+    Some(metadata)
 }
 
 fn orchestrator_error_kind<E>(
