@@ -122,7 +122,7 @@ fn no_trace_and_unsampled_calls_do_not_allocate() {
 
 #[test]
 fn a_sampled_subsegment_allocates_its_node_and_its_name_only() {
-    let per_subsegment = in_invocation(
+    let for_100 = in_invocation(
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
         || {
             // Warm-up: the thread's encode buffer and the open-subsegment list.
@@ -133,8 +133,9 @@ fn a_sampled_subsegment_allocates_its_node_and_its_name_only() {
             for _ in 0..100 {
                 xray_lambda::begin_subsegment("noop").end();
             }
-            (allocations() - before) / 100
+            allocations() - before
         },
     );
-    assert_eq!(per_subsegment, 2);
+    // Counted over all 100, so that even one extra allocation in a hundred shows.
+    assert_eq!(for_100, 2 * 100);
 }
