@@ -26,19 +26,25 @@ def noop():
     pass
 
 
-def per_call(sampled, n=5000, rounds=9):
+def median_per_call(call, n, rounds=9, clock=time.perf_counter):
+    """Median seconds per `call()` by `clock`, over `rounds` rounds of `n` calls after one
+    round of warm-up."""
+    for _ in range(n):
+        call()
+    samples = []
+    for _ in range(rounds):
+        t = clock()
+        for _ in range(n):
+            call()
+        samples.append((clock() - t) / n)
+    return statistics.median(samples)
+
+
+def per_call(sampled):
     os.environ["_X_AMZN_TRACE_ID"] = (
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=%d" % int(sampled)
     )
-    for _ in range(n):
-        noop()
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(n):
-            noop()
-        samples.append((time.perf_counter() - t) / n)
-    return statistics.median(samples) * 1e9
+    return median_per_call(noop, 5000) * 1e9
 
 
 class DynamoDBStub(BaseHTTPRequestHandler):
@@ -59,21 +65,13 @@ class DynamoDBStub(BaseHTTPRequestHandler):
         pass
 
 
-def put_item_cpu_us(client, n=100, rounds=9):
+def put_item_cpu_us(client):
     """Median CPU time of this thread per PutItem, in µs: the caller's own work, without
     the stub's thread or the wait for it."""
     def call():
         client.put_item(TableName="users-table", Item={"userId": {"S": "u-1"}})
 
-    for _ in range(n):
-        call()
-    samples = []
-    for _ in range(rounds):
-        t = time.thread_time()
-        for _ in range(n):
-            call()
-        samples.append((time.thread_time() - t) / n)
-    return statistics.median(samples) * 1e6
+    return median_per_call(call, 100, clock=time.thread_time) * 1e6
 
 
 def put_item_costs():

@@ -363,6 +363,14 @@ fn print_interceptor_comparison(comparison: &[Comparison], python: &Value) {
         };
         let added = |r: &Row| us(r.cpu) - us(plain.cpu);
         let ours = rows.iter().find(|r| r.label == OURS).map_or(0.0, added);
+        // Against a delta that noise made zero or negative a ratio would mislead.
+        let vs_ours = |cost: f64| {
+            if ours > 0.0 {
+                format!("  {:.1}x ours", cost / ours)
+            } else {
+                String::new()
+            }
+        };
         println!("  Sampled={}:", u8::from(*sampled));
         println!("    {PLAIN:<50} caller CPU {:>6.1} µs", us(plain.cpu));
         for r in &rows[1..] {
@@ -373,8 +381,8 @@ fn print_interceptor_comparison(comparison: &[Comparison], python: &Value) {
                 added(r),
                 us(r.wall) - us(plain.wall)
             );
-            if r.label != OURS && ours > 0.0 {
-                print!("  {:.1}x ours", added(r) / ours);
+            if r.label != OURS {
+                print!("{}", vs_ours(added(r)));
             }
             println!();
         }
@@ -392,9 +400,9 @@ fn print_interceptor_comparison(comparison: &[Comparison], python: &Value) {
         ) {
             let added = patched - plain;
             println!(
-                "    {:<50} caller CPU {plain:>6.1} µs plain, {patched:.1} µs patched ({added:+5.1} µs)  {:.1}x ours",
+                "    {:<50} caller CPU {plain:>6.1} µs plain, {patched:.1} µs patched ({added:+5.1} µs){}",
                 "aws-xray-sdk (Python): boto3, patch([\"botocore\"])",
-                added / ours
+                vs_ours(added)
             );
         }
     }
