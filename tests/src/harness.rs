@@ -108,14 +108,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, what: &str) {
+/// Starts a server with [`spawn`] and waits until it listens on `port`.
+fn start_server(command: &mut Command, port: u16) -> Process {
+    let process = spawn(command);
     let deadline = Instant::now() + Duration::from_secs(60);
     // A TCP connect, not an HTTP request: the emulator counts any request outside
     // `/.rt` as a Function URL call.
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "{command:?} did not listen on {port}; it wrote: {:#?}",
+            process.log_lines("")
+        );
         thread::sleep(Duration::from_millis(50));
     }
+    process
 }
 
 /// Kills the process when dropped, so a failing test leaves nothing running.
@@ -182,23 +189,20 @@ pub struct Emulator {
 impl Emulator {
     pub fn start() -> Self {
         let port = free_port();
-        let child = Command::new(cargo_lambda())
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-            ])
-            .arg(port.to_string())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start cargo lambda watch");
-        let process = Process::new(child);
-        wait_for_port(port, "cargo lambda watch");
+        let process = start_server(
+            Command::new(cargo_lambda())
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "-A",
+                    "127.0.0.1",
+                    "-P",
+                ])
+                .arg(port.to_string())
+                .current_dir(env!("CARGO_MANIFEST_DIR")),
+            port,
+        );
         Emulator {
             port,
             _process: process,
@@ -518,15 +522,12 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Self {
         let port = free_port();
-        let child = Command::new(venv_tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let process = Process::new(child);
-        wait_for_port(port, "moto_server");
+        let process = start_server(
+            Command::new(venv_tool("moto_server"))
+                .args(["-H", "127.0.0.1", "-p"])
+                .arg(port.to_string()),
+            port,
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         Moto {
             endpoint: format!("http://{addr}"),
