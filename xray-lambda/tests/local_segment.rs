@@ -3,29 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use serde_json::Value;
-
-fn receive_all(socket: &UdpSocket) -> Vec<Value> {
-    let schema = serde_json::from_str(include_str!(
-        "../../schema/xray-segmentdocument-schema-v1.0.0.json"
-    ))
-    .unwrap();
-    let validator = jsonschema::draft4::new(&schema).unwrap();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 70_000];
-    while let Ok(n) = socket.recv(&mut buf) {
-        let text = std::str::from_utf8(&buf[..n]).unwrap();
-        let (header, body) = text.split_once('\n').unwrap();
-        assert_eq!(header, r#"{"format":"json","version":1}"#);
-        let doc: Value = serde_json::from_str(body).unwrap();
-        assert!(validator.is_valid(&doc), "invalid document {doc}");
-        out.push(doc);
-    }
-    out
-}
+use support::receive_all;
 
 #[test]
 fn begin_segment_outside_lambda_starts_and_sends_a_trace() {

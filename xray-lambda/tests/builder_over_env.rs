@@ -1,0 +1,74 @@
+//! Builder settings win over the environment. Its own test binary, because it sets the
+//! process environment.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::{json, Value};
+use support::receive_all;
+use xray_lambda::XRayLayer;
+
+async fn handler(e: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+    if e.payload["fail"] == true {
+        return Err("boom".into());
+    }
+    Ok(json!({"ok": true}))
+}
+
+/// Runs one invocation of `handler` under `layer`, with a sampled trace.
+async fn invoke(layer: &XRayLayer, payload: Value) {
+    let mut svc = layer.layer(service_fn(handler));
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id =
+        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into());
+    let _ = svc.call(LambdaEvent::new(payload, ctx)).await;
+}
+
+#[tokio::test]
+async fn builder_settings_override_every_environment_setting() {
+    let daemon = UdpSocket::bind("127.0.0.1:0").unwrap();
+    daemon
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for (name, value) in [
+        ("AWS_LAMBDA_FUNCTION_NAME", "env-fn"),
+        ("AWS_XRAY_SDK_ENABLED", "false"),
+        ("AWS_XRAY_DAEMON_ADDRESS", "not an address"),
+        ("POWERTOOLS_SERVICE_NAME", "from-env"),
+        ("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "false"),
+        ("POWERTOOLS_TRACER_CAPTURE_ERROR", "false"),
+    ] {
+        std::env::set_var(name, value);
+    }
+
+    // The environment alone switches tracing off.
+    invoke(&XRayLayer::new(), json!({})).await;
+    assert!(receive_all(&daemon).is_empty(), "the environment is read");
+
+    let layer = XRayLayer::new()
+        .enabled(true)
+        .daemon_address(&daemon.local_addr().unwrap().to_string())
+        .service_name("from-builder")
+        .capture_response(true)
+        .capture_error(true);
+    invoke(&layer, json!({})).await;
+    invoke(&layer, json!({"fail": true})).await;
+    let docs = receive_all(&daemon);
+    assert_eq!(docs.len(), 2, "{docs:#?}");
+    let (ok, failed) = (&docs[0], &docs[1]);
+    for d in &docs {
+        assert_eq!(d["name"], "## env-fn");
+        assert_eq!(d["annotations"]["Service"], "from-builder");
+    }
+    assert_eq!(
+        ok["metadata"]["from-builder"]["env-fn response"],
+        json!({"ok": true})
+    );
+    assert_eq!(failed["cause"]["exceptions"][0]["message"], "boom");
+}
