@@ -73,6 +73,9 @@ const PARENT: &str = "Parent";
 const SAMPLED: &str = "Sampled";
 const SELF: &str = "Self";
 const LINEAGE: &str = "Lineage";
+/// How many bytes of `key=value` fields other than `Root`, `Parent`, `Sampled`, `Self`
+/// and `Lineage` are kept for propagation (as the Node SDK does).
+const MAX_UNKNOWN_FIELD_BYTES: usize = 256;
 
 impl TraceHeader {
     /// A header for `root`, optionally under `parent`.
@@ -85,12 +88,19 @@ impl TraceHeader {
         }
     }
 
-    /// Parses a header, tolerating spaces around `;` and `=` and a trailing `;`.
+    /// Parses a header, tolerating spaces around `;` and `=`, a trailing `;`, and any
+    /// letter case in the `Root`, `Parent`, `Sampled` and `Self` keys (a proxy that
+    /// lower-cases headers must not switch tracing off).
+    ///
+    /// Other fields are kept to be passed on: `Lineage` always, the rest up to
+    /// 256 bytes in all (first come, first kept), so that a hostile header cannot
+    /// inflate every downstream request.
     pub fn parse(s: &str) -> Result<Self, HeaderError> {
         let mut root = None;
         let mut parent = None;
         let mut sampling = Sampling::Requested;
         let mut extra = String::new();
+        let mut unknown_bytes = 0;
         for part in s.split(';') {
             let Some((key, value)) = part.split_once('=') else {
                 // Empty pieces come from a trailing or doubled `;`; a bare word carries
@@ -98,41 +108,44 @@ impl TraceHeader {
                 continue;
             };
             let (key, value) = (key.trim(), value.trim());
-            match key {
-                ROOT => {
-                    if root.is_some() {
-                        return Err(HeaderError::Duplicate(ROOT));
-                    }
-                    root = Some(
-                        TraceId::parse(value)
-                            .ok_or_else(|| HeaderError::InvalidRoot(value.to_owned()))?,
-                    );
+            if key.eq_ignore_ascii_case(ROOT) {
+                if root.is_some() {
+                    return Err(HeaderError::Duplicate(ROOT));
                 }
-                PARENT => {
-                    if parent.is_some() {
-                        return Err(HeaderError::Duplicate(PARENT));
-                    }
-                    parent = Some(
-                        SegmentId::parse(value)
-                            .ok_or_else(|| HeaderError::InvalidParent(value.to_owned()))?,
-                    );
+                root = Some(
+                    TraceId::parse(value)
+                        .ok_or_else(|| HeaderError::InvalidRoot(value.to_owned()))?,
+                );
+            } else if key.eq_ignore_ascii_case(PARENT) {
+                if parent.is_some() {
+                    return Err(HeaderError::Duplicate(PARENT));
                 }
-                SAMPLED => {
-                    sampling = match value {
-                        "1" => Sampling::Sampled,
-                        "0" => Sampling::NotSampled,
-                        _ => Sampling::Requested,
-                    }
+                parent = Some(
+                    SegmentId::parse(value)
+                        .ok_or_else(|| HeaderError::InvalidParent(value.to_owned()))?,
+                );
+            } else if key.eq_ignore_ascii_case(SAMPLED) {
+                sampling = match value {
+                    "1" => Sampling::Sampled,
+                    "0" => Sampling::NotSampled,
+                    _ => Sampling::Requested,
                 }
-                SELF | "" => {}
-                _ => {
-                    if !extra.is_empty() {
-                        extra.push(';');
+            } else if key.is_empty() || key.eq_ignore_ascii_case(SELF) {
+            } else {
+                let lineage = key.eq_ignore_ascii_case(LINEAGE);
+                let size = key.len() + 1 + value.len();
+                if !lineage {
+                    if unknown_bytes + size > MAX_UNKNOWN_FIELD_BYTES {
+                        continue;
                     }
-                    extra.push_str(key);
-                    extra.push('=');
-                    extra.push_str(value);
+                    unknown_bytes += size;
                 }
+                if !extra.is_empty() {
+                    extra.push(';');
+                }
+                extra.push_str(key);
+                extra.push('=');
+                extra.push_str(value);
             }
         }
         Ok(TraceHeader {
@@ -166,7 +179,7 @@ impl TraceHeader {
     /// Lambda's recursion-detection `Lineage` value, if present.
     pub fn lineage(&self) -> Option<&str> {
         self.extra_fields()
-            .find(|(k, _)| *k == LINEAGE)
+            .find(|(k, _)| k.eq_ignore_ascii_case(LINEAGE))
             .map(|(_, v)| v)
     }
 
@@ -274,11 +287,58 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_case_sensitive() {
+    fn reserved_keys_in_any_case() {
+        let h = TraceHeader::parse(
+            "root=1-5759e988-bd862e3fe1be46a994272793;PARENT=53995c3f42cd8ad8;sampled=1;lineage=a87bd80c:0;self=x",
+        )
+        .unwrap();
+        assert!(h.is_sampled());
+        assert_eq!(h.parent().unwrap().to_string(), "53995c3f42cd8ad8");
+        assert_eq!(h.lineage(), Some("a87bd80c:0"));
         assert_eq!(
-            TraceHeader::parse("root=1-5759e988-bd862e3fe1be46a994272793"),
-            Err(HeaderError::MissingRoot)
+            h.to_string(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;lineage=a87bd80c:0"
         );
+        assert_eq!(
+            TraceHeader::parse(
+                "ROOT=1-5759e988-bd862e3fe1be46a994272793;root=1-5759e988-bd862e3fe1be46a994272793"
+            ),
+            Err(HeaderError::Duplicate("Root"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_bounded_and_lineage_is_always_kept() {
+        let big = "v".repeat(200);
+        let h = TraceHeader::parse(&format!(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;A={big};B={big};C=small;Lineage=a87bd80c:0;{}",
+            (0..100).map(|i| format!("K{i}=x")).collect::<Vec<_>>().join(";")
+        ))
+        .unwrap();
+        let kept: Vec<_> = h.extra_fields().collect();
+        let unknown: usize = kept
+            .iter()
+            .filter(|(k, _)| *k != "Lineage")
+            .map(|(k, v)| k.len() + 1 + v.len())
+            .sum();
+        assert!(unknown <= 256, "{unknown} bytes kept");
+        assert_eq!(kept[0], ("A", big.as_str()), "first come, first kept");
+        assert!(
+            !kept.iter().any(|(k, _)| *k == "B"),
+            "the field over the budget is dropped"
+        );
+        assert!(
+            kept.contains(&("C", "small")),
+            "smaller fields after it still fit"
+        );
+        assert_eq!(h.lineage(), Some("a87bd80c:0"));
+        // A long Lineage is kept whole, beyond the budget.
+        let lineage = format!("{}:1", "f".repeat(300));
+        let h = TraceHeader::parse(&format!(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Lineage={lineage}"
+        ))
+        .unwrap();
+        assert_eq!(h.lineage(), Some(lineage.as_str()));
     }
 
     #[test]
@@ -319,7 +379,9 @@ mod tests {
         let extra = proptest::collection::vec(
             ("[A-Z][A-Za-z0-9]{0,8}", "[A-Za-z0-9:._-]{0,12}")
                 .prop_filter("reserved key", |(k, _)| {
-                    ![ROOT, PARENT, SAMPLED, SELF].contains(&k.as_str())
+                    ![ROOT, PARENT, SAMPLED, SELF]
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(k))
                 })
                 .prop_map(|(k, v)| format!(";{k}={v}")),
             0..4,
