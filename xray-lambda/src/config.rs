@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::OnceLock;
 
 /// The daemon address when `AWS_XRAY_DAEMON_ADDRESS` is not set.
 pub(crate) const DEFAULT_DAEMON_ADDRESS: &str = "127.0.0.1:2000";
@@ -73,8 +74,10 @@ pub(crate) fn parse_daemon_address(value: &str) -> Result<SocketAddr, AddressErr
     if host.is_empty() {
         return Err(err("no host"));
     }
-    if port.parse::<u16>().is_err() {
-        return Err(err("port is not a number from 0 to 65535"));
+    match port.parse::<u16>() {
+        Ok(0) => return Err(err("port 0 is not a port anything listens on")),
+        Ok(_) => {}
+        Err(_) => return Err(err("port is not a number from 1 to 65535")),
     }
     udp.to_socket_addrs()
         .map_err(|e| err(&e.to_string()))?
@@ -110,9 +113,12 @@ pub(crate) fn tracing_enabled() -> bool {
     env_bool(ENV_SDK_ENABLED) != Some(false) && env_bool(ENV_TRACE_DISABLED) != Some(true)
 }
 
-/// Whether this process runs inside Lambda (including SAM local).
+/// Whether this process runs inside Lambda (including SAM local); read once.
 pub(crate) fn in_lambda() -> bool {
-    std::env::var_os(ENV_FUNCTION_NAME).is_some() || std::env::var_os(ENV_TASK_ROOT).is_some()
+    static IN_LAMBDA: OnceLock<bool> = OnceLock::new();
+    *IN_LAMBDA.get_or_init(|| {
+        std::env::var_os(ENV_FUNCTION_NAME).is_some() || std::env::var_os(ENV_TASK_ROOT).is_some()
+    })
 }
 
 /// Whether this is `sam local invoke` / `start-api`, which send no trace header.
@@ -182,19 +188,23 @@ mod tests {
 
     #[test]
     fn bad_addresses_say_why() {
-        for bad in [
-            "",
-            "2000",
-            "127.0.0.1",
-            "127.0.0.1:notaport",
-            "127.0.0.1:70000",
-            ":2000",
-            "udp:127.0.0.1:2000",
-            "tcp:1.2.3.4:1 tcp:1.2.3.4:2",
-            "a:1 b:2 c:3",
+        for (bad, reason) in [
+            ("", "empty"),
+            ("2000", "no port"),
+            ("127.0.0.1", "no port"),
+            ("127.0.0.1:notaport", "not a number"),
+            ("127.0.0.1:70000", "not a number"),
+            ("127.0.0.1:0", "port 0"),
+            ("localhost:0", "port 0"),
+            (":2000", "no host"),
+            ("udp:127.0.0.1:2000", "unrecognised form"),
+            ("tcp:1.2.3.4:1 tcp:1.2.3.4:2", "one tcp: and one udp:"),
+            ("tcp:1.2.3.4:1 udp:1.2.3.4:0", "port 0"),
+            ("a:1 b:2 c:3", "unrecognised form"),
         ] {
             let e = parse_daemon_address(bad).unwrap_err();
-            assert!(e.to_string().contains("host:port"), "{bad}: {e}");
+            assert!(e.reason.contains(reason), "{bad:?}: {e}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
     }
 }
