@@ -530,6 +530,83 @@ async fn the_trace_header_is_propagated_with_lineage() {
     assert_eq!(proxy.trace_headers()[2], None);
 }
 
+/// With no usable daemon address nothing is recorded, but the AWS calls still carry the
+/// trace on, under the function segment.
+#[tokio::test]
+async fn without_a_daemon_the_trace_header_still_reaches_aws() {
+    use lambda_runtime::tower::{Layer, Service};
+    let moto = Moto::start();
+    create_table_and_bucket(&moto).await;
+    let proxy = Proxy::start(moto.addr, Vec::new(), false);
+    let ddb = dynamodb(&proxy.endpoint, true);
+    let root = xray_lambda::TraceId::new();
+    let mut svc = xray_lambda::XRayLayer::new()
+        .daemon_address("127.0.0.1:0")
+        .enabled(true)
+        .layer(lambda_runtime::service_fn(
+            move |_: lambda_runtime::LambdaEvent<Value>| {
+                let ddb = ddb.clone();
+                async move {
+                    ddb.get_item()
+                        .table_name(TABLE)
+                        .key("userId", AttributeValue::S("u".into()))
+                        .send()
+                        .await?;
+                    Ok::<_, lambda_runtime::Error>(())
+                }
+            },
+        ));
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id = Some(sampled(&root));
+    svc.call(lambda_runtime::LambdaEvent::new(Value::Null, ctx))
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.trace_headers()[0].as_deref(),
+        Some(sampled(&root).as_str())
+    );
+}
+
+/// A recorded parameter too large for one datagram is cut from the document; the call
+/// is still recorded, with the rest of what X-Ray shows for it.
+#[tokio::test]
+async fn a_huge_recorded_parameter_is_cut_not_the_call() {
+    let moto = Moto::start();
+    create_table_and_bucket(&moto).await;
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(&moto.endpoint)
+        .interceptor(XRayInterceptor::new().with_parameter("DynamoDB", "PutItem", "Item"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(config);
+    let root = xray_lambda::TraceId::new();
+    let docs = invoke(&sampled(&root), 2, move || {
+        let ddb = ddb.clone();
+        async move {
+            ddb.put_item()
+                .table_name(TABLE)
+                .item("userId", AttributeValue::S("u-big".into()))
+                .item("blob", AttributeValue::S("x".repeat(100_000)))
+                .send()
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let put = aws_docs(&docs, "PutItem")[0];
+    assert_eq!(put["name"], "DynamoDB");
+    assert_eq!(put["aws"]["table_name"], TABLE);
+    assert!(put["aws"].get("item").is_none());
+    assert_eq!(put["http"]["response"]["status"], 200);
+    assert_eq!(
+        put["metadata"]["xray_lambda"]["truncated"],
+        json!(["aws_parameters"])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_many_concurrent_calls_and_per_call_registration() {
     let moto = Moto::start();
@@ -542,7 +619,7 @@ async fn one_client_many_concurrent_calls_and_per_call_registration() {
             let calls = (0..5).map(|i| {
                 let ddb = ddb.clone();
                 async move {
-                    let _s = begin_subsegment(&format!("writer_{i}"));
+                    let _s = begin_subsegment(format!("writer_{i}"));
                     ddb.put_item()
                         .table_name(TABLE)
                         .item("userId", AttributeValue::S(format!("u-{i}")))

@@ -40,7 +40,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::context::{self, Node};
+use crate::context::{self, Context, Node};
 use crate::document::{self, Aws, Http, AWS_NAMESPACE};
 use crate::exception;
 use crate::ErrorKind;
@@ -160,7 +160,7 @@ impl Intercept for XRayInterceptor {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(current) = context::current() else {
+        let Some(Context::Node(current)) = context::current() else {
             return Ok(());
         };
         if cfg.load::<Call>().is_some() {
@@ -169,7 +169,7 @@ impl Intercept for XRayInterceptor {
         }
         // The operation's metadata is not in the bag yet: `identify` names the
         // subsegment once it is.
-        let node = Node::child(&current, UNKNOWN_SERVICE, false);
+        let node = Node::child(&current, UNKNOWN_SERVICE.into(), false);
         let header = node
             .as_ref()
             .unwrap_or(&current)
@@ -293,7 +293,7 @@ fn identify<'a>(node: &Node, cfg: &'a ConfigBag) -> Option<&'a Metadata> {
         .load::<aws_types::region::Region>()
         .map(|r| r.to_string());
     node.with_record(|r| {
-        r.name = crate::sanitize::sanitize_name(metadata.service()).into_owned();
+        r.name = crate::sanitize::sanitize_name(metadata.service().to_owned().into());
         if let Some(aws) = &mut r.aws {
             aws.operation = metadata.name().to_owned();
             aws.region = region;

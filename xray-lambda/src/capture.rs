@@ -6,11 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::context::{Node, OnComplete, Scope};
-use crate::document::{AnnotationValue, StackFrame, DEFAULT_NAMESPACE};
+use crate::context::{open_subsegment, Node, OnComplete, Scope};
+use crate::document::{AnnotationValue, ErrorKind, StackFrame, DEFAULT_NAMESPACE};
 use crate::exception;
 use crate::subsegment::{begin_subsegment, Subsegment};
-use crate::ErrorKind;
 
 /// Metadata key for a captured function's return value (option `response`).
 const RESPONSE_KEY: &str = "response";
@@ -91,6 +90,58 @@ impl Outcome<'_> {
         if let Some(n) = self.recording() {
             n.put_metadata(DEFAULT_NAMESPACE, RESPONSE_KEY, value);
         }
+    }
+}
+
+/// Wraps a function's return value so that a `Result` is told apart from any other value
+/// at compile time, however its type is spelled (`io::Result`, an alias, `impl` inside):
+/// autoref specialization, as for [`ErrorView`]. Call as
+/// `(&&ResultView(out)).xray_err()` / `.xray_ok()`.
+#[derive(Debug)]
+pub struct ResultView<'a, T: ?Sized>(pub &'a T);
+
+/// Never made: the error type of a value that is not a `Result`.
+#[derive(Debug)]
+pub enum NotAnError {}
+
+/// Specialization level 2: a `Result`.
+pub trait ViaResult<'a> {
+    /// The `Ok` type.
+    type Ok: ?Sized;
+    /// The `Err` type.
+    type Err: ?Sized;
+    /// The error, if the value is an `Err`.
+    fn xray_err(&self) -> Option<&'a Self::Err>;
+    /// What `response` records: the `Ok` value.
+    fn xray_ok(&self) -> Option<&'a Self::Ok>;
+}
+impl<'a, T, E> ViaResult<'a> for &ResultView<'a, Result<T, E>> {
+    type Ok = T;
+    type Err = E;
+    fn xray_err(&self) -> Option<&'a E> {
+        self.0.as_ref().err()
+    }
+    fn xray_ok(&self) -> Option<&'a T> {
+        self.0.as_ref().ok()
+    }
+}
+
+/// Specialization level 1: any other value.
+pub trait ViaValue<'a> {
+    /// The value's type.
+    type Ok: ?Sized;
+    /// Never an error.
+    fn xray_err(&self) -> Option<&'a NotAnError>;
+    /// What `response` records: the value.
+    fn xray_ok(&self) -> Option<&'a Self::Ok>;
+}
+impl<'a, T: ?Sized> ViaValue<'a> for ResultView<'a, T> {
+    type Ok = T;
+    fn xray_err(&self) -> Option<&'a NotAnError> {
+        None
+    }
+    fn xray_ok(&self) -> Option<&'a T> {
+        Some(self.0)
     }
 }
 
@@ -212,7 +263,7 @@ impl AnnotationArg for std::borrow::Cow<'_, str> {
 
 /// Annotates the current subsegment, converting the value only when it records.
 pub fn annotate<T: AnnotationArg + ?Sized>(key: &str, value: &T) {
-    if let Some(n) = crate::context::current().filter(|n| n.is_recording()) {
+    if let Some(n) = crate::context::current_recording() {
         n.put_annotation(key, value.to_annotation());
     }
 }
@@ -259,7 +310,12 @@ where
     H: FnMut(&Outcome<'_>, &F::Output),
 {
     Captured {
-        scope: Scope::lazy(future, site.name.into(), Hook { site, hook }),
+        scope: Scope::lazy(
+            future,
+            site.name.into(),
+            open_subsegment,
+            Hook { site, hook },
+        ),
     }
 }
 

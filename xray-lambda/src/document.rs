@@ -1,5 +1,6 @@
 //! The segment document as sent to the daemon: the one place that knows the JSON names.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,35 @@ pub(crate) const SDK_NAMESPACE: &str = "xray_lambda";
 pub(crate) const INCOMPLETE_KEY: &str = "incomplete";
 /// Key (under [`SDK_NAMESPACE`]) listing what was cut to fit one datagram.
 pub(crate) const TRUNCATED_KEY: &str = "truncated";
+
+/// A segment or subsegment name: borrowed for literals, so naming costs no allocation.
+pub(crate) type Name = Cow<'static, str>;
+
+/// How an error counts in X-Ray's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A server-side failure (`fault`, like an HTTP 5xx). The default.
+    #[default]
+    Fault,
+    /// A client error (`error`, like an HTTP 4xx).
+    Error,
+    /// A throttled request (`throttle` and `error`, like an HTTP 429).
+    Throttle,
+}
+
+impl ErrorKind {
+    pub(crate) fn set_flags(self, r: &mut Record) {
+        match self {
+            ErrorKind::Fault => r.fault = true,
+            ErrorKind::Error => r.error = true,
+            ErrorKind::Throttle => {
+                r.error = true;
+                r.throttle = true;
+            }
+        }
+    }
+}
 
 /// Epoch time in microseconds; on the wire, seconds as a JSON number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -248,6 +278,7 @@ impl Serialize for Metadata {
 }
 
 /// `namespace` of a subsegment for an AWS SDK call.
+#[cfg(feature = "aws-sdk")]
 pub(crate) const AWS_NAMESPACE: &str = "aws";
 
 /// `http` of a subsegment for a downstream call.
@@ -311,7 +342,7 @@ impl Kind {
 /// One segment or subsegment document.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Record {
-    pub name: String,
+    pub name: Name,
     pub id: SegmentId,
     pub trace_id: TraceId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -343,42 +374,66 @@ pub(crate) struct Record {
     pub aws: Option<Aws>,
 }
 
-/// Ways to make a document smaller, tried in order until it fits one datagram.
+/// Ways to make a document smaller, tried in order until it fits one datagram. Every
+/// field that can grow is cut by one of them, and the last leaves only the fields of
+/// fixed size, so every document can be made to fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shrink {
+    /// All metadata (user data: most likely what is large).
     Metadata,
+    /// The largest request parameter recorded on an AWS call (again while it helps).
+    Parameters,
+    /// Exception stacks.
     Stacks,
+    /// Exception messages and types, cut to [`SHRUNK_TEXT_CHARS`].
     Messages,
+    /// All annotations.
     Annotations,
+    /// Every exception but the first.
     Exceptions,
+    /// Everything else that can grow: the cause, `aws` and `http`.
+    Rest,
 }
 
 impl Shrink {
-    pub(crate) const ALL: [Shrink; 5] = [
+    pub(crate) const ALL: [Shrink; 7] = [
         Shrink::Metadata,
+        Shrink::Parameters,
         Shrink::Stacks,
         Shrink::Messages,
         Shrink::Annotations,
         Shrink::Exceptions,
+        Shrink::Rest,
     ];
 
     fn label(self) -> &'static str {
         match self {
             Shrink::Metadata => "metadata",
+            Shrink::Parameters => "aws_parameters",
             Shrink::Stacks => "stacks",
             Shrink::Messages => "messages",
             Shrink::Annotations => "annotations",
             Shrink::Exceptions => "exceptions",
+            Shrink::Rest => "cause_aws_http",
         }
     }
 }
 
-/// Exception messages are cut to this many characters when a document is too large.
-const SHRUNK_MESSAGE_CHARS: usize = 1024;
+/// Exception messages and types are cut to this many characters when a document is too
+/// large.
+const SHRUNK_TEXT_CHARS: usize = 1024;
+
+/// Cuts `s` to `max` characters; whether it changed.
+fn cut(s: &mut String, max: usize) -> bool {
+    let keep = crate::sanitize::truncate_chars(s, max).len();
+    let changed = keep < s.len();
+    s.truncate(keep);
+    changed
+}
 
 impl Record {
     pub(crate) fn new(
-        name: String,
+        name: Name,
         id: SegmentId,
         trace_id: TraceId,
         parent_id: Option<SegmentId>,
@@ -413,52 +468,74 @@ impl Record {
         }
     }
 
+    fn exceptions_mut(&mut self) -> &mut [Exception] {
+        match &mut self.cause {
+            Some(Cause::Exceptions { exceptions, .. }) => exceptions,
+            _ => &mut [],
+        }
+    }
+
     /// Applies one shrinking step; returns whether it removed anything.
     pub(crate) fn shrink(&mut self, step: Shrink) -> bool {
         let changed = match step {
             Shrink::Metadata => {
-                let had = !self.metadata.is_empty();
-                self.metadata.clear();
+                // What shrinking itself noted does not count.
+                let had = self.metadata.0.iter().any(|(ns, entries)| {
+                    ns != SDK_NAMESPACE || entries.iter().any(|(k, _)| k != TRUNCATED_KEY)
+                });
+                if had {
+                    self.metadata.clear();
+                }
                 had
             }
+            Shrink::Parameters => self.aws.as_mut().is_some_and(|aws| {
+                let largest = aws
+                    .parameters
+                    .iter()
+                    .max_by_key(|(k, v)| k.len() + v.to_string().len())
+                    .map(|(k, _)| k.clone());
+                largest.is_some_and(|k| aws.parameters.remove(&k).is_some())
+            }),
             Shrink::Annotations => {
                 let had = !self.annotations.is_empty();
                 self.annotations = Annotations::default();
                 had
             }
-            Shrink::Stacks | Shrink::Messages | Shrink::Exceptions => {
-                let Some(Cause::Exceptions { exceptions, .. }) = &mut self.cause else {
-                    return false;
-                };
+            Shrink::Stacks => {
                 let mut changed = false;
-                match step {
-                    Shrink::Stacks => {
-                        for e in exceptions.iter_mut().filter(|e| !e.stack.is_empty()) {
-                            e.truncated = Some(e.truncated.unwrap_or(0) + e.stack.len() as u32);
-                            e.stack.clear();
-                            changed = true;
-                        }
-                    }
-                    Shrink::Messages => {
-                        for e in exceptions.iter_mut() {
-                            let cut =
-                                crate::sanitize::truncate_chars(&e.message, SHRUNK_MESSAGE_CHARS);
-                            if cut.len() < e.message.len() {
-                                let keep = cut.len();
-                                e.message.truncate(keep);
-                                changed = true;
-                            }
-                        }
-                    }
-                    _ => {
-                        changed = exceptions.len() > 1;
-                        exceptions.truncate(1);
-                        if let Some(first) = exceptions.first_mut() {
-                            first.cause = None;
-                        }
-                    }
+                for e in self
+                    .exceptions_mut()
+                    .iter_mut()
+                    .filter(|e| !e.stack.is_empty())
+                {
+                    e.truncated = Some(e.truncated.unwrap_or(0) + e.stack.len() as u32);
+                    e.stack.clear();
+                    changed = true;
                 }
                 changed
+            }
+            Shrink::Messages => {
+                let mut changed = false;
+                for e in self.exceptions_mut() {
+                    changed |= cut(&mut e.message, SHRUNK_TEXT_CHARS);
+                    changed |= cut(&mut e.kind, SHRUNK_TEXT_CHARS);
+                }
+                changed
+            }
+            Shrink::Exceptions => match &mut self.cause {
+                Some(Cause::Exceptions { exceptions, .. }) if exceptions.len() > 1 => {
+                    exceptions.truncate(1);
+                    exceptions[0].cause = None;
+                    true
+                }
+                _ => false,
+            },
+            Shrink::Rest => {
+                let had = self.cause.is_some() || self.aws.is_some() || self.http.is_some();
+                self.cause = None;
+                self.aws = None;
+                self.http = None;
+                had
             }
         };
         if changed {
@@ -473,6 +550,9 @@ impl Record {
             if let Some((_, v)) = entries.iter().find(|(k, _)| k == TRUNCATED_KEY) {
                 cut = serde_json::from_str(v.get()).unwrap_or_default();
             }
+        }
+        if cut.contains(&step.label()) {
+            return;
         }
         cut.push(step.label());
         if let Ok(v) = serde_json::value::to_raw_value(&cut) {
@@ -578,6 +658,56 @@ mod tests {
         let e = &v["cause"]["exceptions"][0];
         assert_eq!(e["truncated"], 1);
         assert!(e.get("stack").is_none());
-        assert_eq!(e["message"].as_str().unwrap().len(), SHRUNK_MESSAGE_CHARS);
+        assert_eq!(e["message"].as_str().unwrap().len(), SHRUNK_TEXT_CHARS);
+    }
+
+    /// The emitter applies each step for as long as it changes something: every step
+    /// must run out, including after the notes shrinking itself leaves.
+    #[test]
+    fn every_shrink_step_runs_out() {
+        let mut r = record();
+        r.metadata
+            .insert("ns", "k", serde_json::value::to_raw_value(&"v").unwrap());
+        r.annotations.insert("a", 1i64.into());
+        let mut parameters = serde_json::Map::new();
+        for i in 0..5 {
+            parameters.insert(format!("p{i}"), i.into());
+        }
+        r.aws = Some(Aws {
+            parameters,
+            ..Aws::default()
+        });
+        r.add_exceptions(
+            (0..3)
+                .map(|_| Exception {
+                    id: SegmentId::random(),
+                    message: "m".repeat(3000),
+                    kind: "k".repeat(3000),
+                    remote: false,
+                    cause: None,
+                    stack: vec![StackFrame {
+                        path: "a.rs".into(),
+                        line: 1,
+                        label: "f".into(),
+                    }],
+                    truncated: None,
+                })
+                .collect(),
+        );
+        for step in Shrink::ALL {
+            let mut applied = 0;
+            while r.shrink(step) {
+                applied += 1;
+                assert!(applied <= 5, "{step:?} does not run out");
+            }
+        }
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["metadata"],
+            serde_json::json!({"xray_lambda": {"truncated": [
+                "metadata", "aws_parameters", "stacks", "messages", "annotations",
+                "exceptions", "cause_aws_http"
+            ]}})
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use crate::config::{self, AddressError};
 use crate::document::{Record, Shrink};
 
 /// The line every datagram starts with.
@@ -44,27 +46,61 @@ impl Emitter {
         })
     }
 
+    /// Opens a socket to `address`; when that cannot be done, logs why (once, here: the
+    /// one line that says tracing is off) and gives `None`.
+    pub(crate) fn connect_or_log(address: Result<SocketAddr, AddressError>) -> Option<Arc<Self>> {
+        let address = match address {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("{e}; X-Ray tracing is off");
+                return None;
+            }
+        };
+        match Emitter::connect(address) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e) => {
+                tracing::error!(%address, error = %e, "cannot open a UDP socket to the X-Ray daemon; X-Ray tracing is off");
+                None
+            }
+        }
+    }
+
+    /// The process-wide emitter for `AWS_XRAY_DAEMON_ADDRESS` (or the default address),
+    /// resolved and connected at the first call. Whether tracing is enabled is the
+    /// caller's decision.
+    pub(crate) fn from_env() -> Option<Arc<Self>> {
+        static EMITTER: OnceLock<Option<Arc<Emitter>>> = OnceLock::new();
+        EMITTER
+            .get_or_init(|| Emitter::connect_or_log(config::daemon_address_from_env()))
+            .clone()
+    }
+
     /// Encodes and sends `record`, shrinking it first if it would not fit in one
     /// datagram. Failures are counted and logged once, never returned: tracing must not
     /// disturb the function.
     pub(crate) fn send(&self, mut record: Record) {
-        BUFFER.with(|cell| {
-            // A re-entrant send (a `Serialize` impl that traces) gets its own buffer.
-            let mut fallback = Vec::new();
-            let mut guard = cell.try_borrow_mut();
-            let buf = match guard.as_deref_mut() {
-                Ok(b) => b,
-                Err(_) => &mut fallback,
-            };
+        let mut send = |buf: &mut Vec<u8>| {
             if encode_fitting(&mut record, buf) {
                 if let Err(e) = self.socket.send(buf) {
                     self.failed(&e);
                 }
             }
+        };
+        // The thread's buffer, unless it is in use (a `Serialize` impl that traces) or
+        // already destroyed (a guard dropped during thread-local teardown).
+        let sent = BUFFER.try_with(|cell| {
+            let Ok(mut buf) = cell.try_borrow_mut() else {
+                return false;
+            };
+            send(&mut buf);
             if buf.capacity() > KEEP_BUFFER {
                 *buf = Vec::with_capacity(4096);
             }
+            true
         });
+        if sent != Ok(true) {
+            send(&mut Vec::new());
+        }
     }
 
     fn failed(&self, e: &io::Error) {
@@ -83,11 +119,12 @@ impl Emitter {
     }
 }
 
-/// Encodes `record` into `buf` (header line included), applying [`Shrink`] steps until it
-/// fits [`MAX_DATAGRAM`]. Returns false, with an error logged, only if even the smallest
-/// form of the document does not fit, which a sanitized document cannot reach.
+/// Encodes `record` into `buf` (header line included), applying [`Shrink`] steps (each
+/// as often as it helps) until it fits [`MAX_DATAGRAM`]. Returns false, with an error
+/// logged, only if even the smallest form of the document does not fit, which a
+/// sanitized document cannot reach.
 pub(crate) fn encode_fitting(record: &mut Record, buf: &mut Vec<u8>) -> bool {
-    let mut steps = Shrink::ALL.iter();
+    let mut steps = Shrink::ALL.iter().peekable();
     loop {
         buf.clear();
         buf.extend_from_slice(HEADER);
@@ -99,14 +136,21 @@ pub(crate) fn encode_fitting(record: &mut Record, buf: &mut Vec<u8>) -> bool {
             return true;
         }
         let size = buf.len();
-        let Some(step) = steps.by_ref().find(|s| record.shrink(**s)) else {
-            tracing::error!(
-                name = %record.name,
-                bytes = size,
-                "X-Ray document is too large for one datagram even without metadata, \
-                 stacks and annotations; not sent"
-            );
-            return false;
+        let step = loop {
+            match steps.peek() {
+                Some(step) if record.shrink(**step) => break **step,
+                Some(_) => {
+                    steps.next();
+                }
+                None => {
+                    tracing::error!(
+                        name = %record.name,
+                        bytes = size,
+                        "X-Ray document is too large for one datagram even at its smallest; not sent"
+                    );
+                    return false;
+                }
+            }
         };
         tracing::warn!(
             name = %record.name,
@@ -120,7 +164,7 @@ pub(crate) fn encode_fitting(record: &mut Record, buf: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Exception, Kind, StackFrame};
+    use crate::document::{Aws, Exception, Http, HttpResponse, Kind, StackFrame};
     use crate::id::{SegmentId, TraceId};
     use std::time::Duration;
 
@@ -207,6 +251,107 @@ mod tests {
             serde_json::json!(["stacks", "messages"])
         );
         assert_eq!(doc["cause"]["exceptions"][0]["truncated"], 2000);
+    }
+
+    fn exception(kind: String, message: String) -> Exception {
+        Exception {
+            id: SegmentId::random(),
+            message,
+            kind,
+            remote: false,
+            cause: None,
+            stack: Vec::new(),
+            truncated: None,
+        }
+    }
+
+    #[test]
+    fn a_large_aws_parameter_is_dropped_not_the_document() {
+        let mut r = record();
+        let mut parameters = serde_json::Map::new();
+        parameters.insert("table_name".into(), "users".into());
+        parameters.insert("item".into(), "x".repeat(100_000).into());
+        r.aws = Some(Aws {
+            operation: "PutItem".into(),
+            parameters,
+            ..Aws::default()
+        });
+        let mut buf = Vec::new();
+        assert!(encode_fitting(&mut r, &mut buf));
+        let doc = crate::context::test_support::parse_datagram(&buf);
+        assert_eq!(doc["aws"]["operation"], "PutItem");
+        assert!(doc["aws"].get("item").is_none());
+        assert_eq!(
+            doc["aws"]["table_name"], "users",
+            "only the large one is cut"
+        );
+        assert_eq!(
+            doc["metadata"]["xray_lambda"]["truncated"],
+            serde_json::json!(["aws_parameters"])
+        );
+    }
+
+    #[test]
+    fn a_long_exception_type_is_cut_not_the_document() {
+        let mut r = record();
+        r.add_exceptions(vec![exception("T".repeat(100_000), "m".into())]);
+        let mut buf = Vec::new();
+        assert!(encode_fitting(&mut r, &mut buf));
+        let doc = crate::context::test_support::parse_datagram(&buf);
+        assert_eq!(
+            doc["cause"]["exceptions"][0]["type"]
+                .as_str()
+                .unwrap()
+                .len(),
+            1024
+        );
+    }
+
+    /// Every field that can grow at once, each past a datagram on its own: the document
+    /// still goes out, with its identity and timing.
+    #[test]
+    fn a_document_huge_in_every_field_still_fits() {
+        let mut r = record();
+        let huge = || "h".repeat(70_000);
+        r.metadata.insert(
+            "default",
+            "k",
+            serde_json::value::to_raw_value(&huge()).unwrap(),
+        );
+        for i in 0..2_000 {
+            r.annotations
+                .insert(&format!("key_{i}"), "v".repeat(1000).into());
+        }
+        r.add_exceptions((0..100).map(|_| exception(huge(), huge())).collect());
+        r.aws = Some(Aws {
+            operation: huge(),
+            request_id: Some(huge()),
+            ..Aws::default()
+        });
+        r.http = Some(Http {
+            response: Some(HttpResponse {
+                status: 200,
+                content_length: None,
+            }),
+        });
+        r.fault = true;
+        let mut buf = Vec::new();
+        assert!(encode_fitting(&mut r, &mut buf));
+        assert!(buf.len() <= MAX_DATAGRAM);
+        let doc = crate::context::test_support::parse_datagram(&buf);
+        assert_eq!(doc["name"], "big");
+        assert_eq!(doc["fault"], true);
+        assert_eq!(
+            doc["metadata"]["xray_lambda"]["truncated"],
+            // No stacks and no parameters to cut here.
+            serde_json::json!([
+                "metadata",
+                "messages",
+                "annotations",
+                "exceptions",
+                "cause_aws_http"
+            ])
+        );
     }
 
     #[test]

@@ -1,21 +1,20 @@
 //! Turning Rust errors and panics into X-Ray exceptions.
 
 use std::any::Any;
-use std::cell::RefCell;
 use std::error::Error;
 use std::fmt::Debug;
 use std::panic::Location;
-use std::sync::Once;
 
 use crate::document::{Exception, StackFrame};
 use crate::id::SegmentId;
 
 /// Longest `source()` chain followed, so a cyclic or runaway chain cannot stall a handler.
 const MAX_CHAIN: usize = 32;
-/// `type` of an exception recorded for a panic.
-pub(crate) const PANIC_TYPE: &str = "panic";
 /// `type` when nothing better is known.
 const UNKNOWN_TYPE: &str = "Error";
+/// Longest exception `type` kept: type names of deeply generic types, and the leading
+/// word of a `Debug` text, can be arbitrarily long.
+const MAX_TYPE_CHARS: usize = 256;
 
 /// The exceptions for `err` and its `source()` chain, outermost first, each pointing at
 /// the next through `cause`. `at` becomes the first exception's stack frame.
@@ -45,6 +44,7 @@ pub(crate) fn from_text(
 }
 
 /// The exception for an error a service answered with: its error code and message.
+#[cfg(feature = "aws-sdk")]
 pub(crate) fn remote(code: String, message: String) -> Exception {
     Exception {
         remote: true,
@@ -118,35 +118,9 @@ pub(crate) fn from_handler_error<E: Debug + 'static>(err: &E) -> Vec<Exception> 
     )
 }
 
-/// The exception for a panic: the message from its payload when the caller caught one,
-/// else from what the panic hook saw unwinding through this thread; the location from
-/// the hook.
-pub(crate) fn from_panic(payload: Option<&(dyn Any + Send)>) -> Exception {
-    let record = last_panic();
-    let message = match (payload, &record) {
-        (Some(p), _) => panic_message(p),
-        (None, Some(r)) => r.message.clone(),
-        (None, None) => PANIC_TYPE.to_owned(),
-    };
-    Exception {
-        id: SegmentId::random(),
-        message,
-        kind: PANIC_TYPE.into(),
-        remote: false,
-        cause: None,
-        stack: record
-            .map(|p| StackFrame {
-                path: p.file,
-                line: p.line,
-                label: PANIC_TYPE.into(),
-            })
-            .into_iter()
-            .collect(),
-        truncated: None,
-    }
-}
-
-fn exception(kind: String, message: String, at: Option<StackFrame>) -> Exception {
+pub(crate) fn exception(mut kind: String, message: String, at: Option<StackFrame>) -> Exception {
+    let keep = crate::sanitize::truncate_chars(&kind, MAX_TYPE_CHARS).len();
+    kind.truncate(keep);
     Exception {
         id: SegmentId::random(),
         message,
@@ -222,81 +196,6 @@ fn type_from_debug(debug: &str) -> String {
     } else {
         UNKNOWN_TYPE.to_owned()
     }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
-#[derive(Clone, Debug)]
-struct PanicRecord {
-    message: String,
-    file: String,
-    line: u32,
-    /// The exception the first subsegment it unwound through recorded for it.
-    exception: Option<SegmentId>,
-}
-
-thread_local! {
-    static LAST_PANIC: RefCell<Option<PanicRecord>> = const { RefCell::new(None) };
-}
-
-fn last_panic() -> Option<PanicRecord> {
-    LAST_PANIC
-        .try_with(|p| p.try_borrow().ok().and_then(|r| r.clone()))
-        .ok()
-        .flatten()
-}
-
-/// The id of the exception already recorded for the panic now unwinding, if any.
-/// The hook resets the record at every panic, and `resume_unwind` (how a caught panic
-/// keeps unwinding) does not run the hook, so the record stays this panic's throughout.
-pub(crate) fn recorded_panic_exception() -> Option<SegmentId> {
-    last_panic().and_then(|p| p.exception)
-}
-
-pub(crate) fn set_recorded_panic_exception(id: SegmentId) {
-    let _ = LAST_PANIC.try_with(|p| {
-        if let Ok(mut slot) = p.try_borrow_mut() {
-            if let Some(r) = slot.as_mut() {
-                r.exception = Some(id);
-            }
-        }
-    });
-}
-
-/// Chains a panic hook that remembers where the latest panic on each thread happened, so
-/// the subsegments it unwinds through can record the location. The previous hook still
-/// runs, so panics print and behave exactly as before.
-pub(crate) fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let record = PanicRecord {
-                message: panic_message(info.payload()),
-                file: info
-                    .location()
-                    .map(|l| l.file().to_owned())
-                    .unwrap_or_default(),
-                line: info.location().map(|l| l.line()).unwrap_or(0),
-                exception: None,
-            };
-            // `try_with`: the hook may run while the thread is being torn down.
-            let _ = LAST_PANIC.try_with(|p| {
-                if let Ok(mut slot) = p.try_borrow_mut() {
-                    *slot = Some(record);
-                }
-            });
-            previous(info);
-        }));
-    });
 }
 
 #[cfg(test)]
@@ -414,6 +313,27 @@ mod tests {
     }
 
     #[test]
+    fn long_types_are_cut() {
+        // A `Debug` text that is one long word: its type, seen as `dyn Error`, is that word.
+        struct Shouting;
+        impl fmt::Debug for Shouting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&"A".repeat(100_000))
+            }
+        }
+        impl fmt::Display for Shouting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("loud")
+            }
+        }
+        impl Error for Shouting {}
+        let ex = from_dyn_error(&Shouting, None);
+        assert_eq!(ex[0].kind, "A".repeat(MAX_TYPE_CHARS));
+        let ex = from_text(&"a".repeat(100_000), "m".into(), None);
+        assert_eq!(ex[0].kind.chars().count(), MAX_TYPE_CHARS);
+    }
+
+    #[test]
     fn cyclic_chains_are_bounded() {
         #[derive(Debug)]
         struct Loop;
@@ -429,16 +349,5 @@ mod tests {
             }
         }
         assert_eq!(from_error(&Loop, None).len(), MAX_CHAIN);
-    }
-
-    #[test]
-    fn panics_carry_message_and_location() {
-        install_panic_hook();
-        let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
-        let ex = from_panic(Some(&*payload));
-        assert_eq!(ex.kind, "panic");
-        assert_eq!(ex.message, "boom 7");
-        assert_eq!(ex.stack[0].path, file!());
-        assert!(ex.stack[0].line > 0);
     }
 }

@@ -36,6 +36,11 @@ impl SegmentId {
     pub fn get(self) -> u64 {
         self.0.get()
     }
+
+    /// The id `v` is, if it is not zero.
+    pub(crate) fn from_u64(v: u64) -> Option<Self> {
+        NonZeroU64::new(v).map(SegmentId)
+    }
 }
 
 impl fmt::Display for SegmentId {
@@ -203,13 +208,18 @@ fn seed() -> u64 {
 }
 
 /// wyrand: fast, statistically solid, and plenty for ids that only need to be unique.
+/// Ids are also made while the thread's locals are being torn down (a guard dropped by a
+/// thread-local destructor); the state may be gone by then, and a fresh seed serves.
 fn next_random() -> u64 {
-    RNG.with(|state| {
-        let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
-        state.set(s);
-        let t = (s as u128).wrapping_mul((s ^ 0xe703_7ed1_a0b4_28db) as u128);
-        ((t >> 64) as u64) ^ (t as u64)
-    })
+    let s = RNG
+        .try_with(|state| {
+            let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+            state.set(s);
+            s
+        })
+        .unwrap_or_else(|_| seed());
+    let t = (s as u128).wrapping_mul((s ^ 0xe703_7ed1_a0b4_28db) as u128);
+    ((t >> 64) as u64) ^ (t as u64)
 }
 
 #[cfg(test)]

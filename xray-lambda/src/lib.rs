@@ -66,15 +66,19 @@ mod context;
 mod document;
 mod emitter;
 mod exception;
+mod future;
 mod header;
 mod id;
 mod lambda;
 mod name_chars;
+mod panic;
 mod sanitize;
+mod segment;
 mod subsegment;
 
 pub use config::AddressError;
-pub use document::AnnotationValue;
+pub use document::{AnnotationValue, ErrorKind};
+pub use future::{FutureExt, InCurrentTrace, InSegment, InSubsegment};
 pub use header::{HeaderError, Sampling, TraceHeader};
 pub use id::{SegmentId, TraceId};
 #[cfg(feature = "concurrency-tokio")]
@@ -83,10 +87,10 @@ pub use lambda::{
     run, CaptureResponse, HandlerFuture, NoResponseCapture, SerializeResponse, XRayLayer,
     XRayService,
 };
+pub use segment::{begin_segment, Segment};
 pub use subsegment::{
-    begin_segment, begin_subsegment, current_trace_header, put_annotation, put_metadata,
-    put_metadata_in, record_error, ErrorKind, FutureExt, InCurrentTrace, InSubsegment, Segment,
-    Subsegment,
+    begin_subsegment, current_trace_header, put_annotation, put_metadata, put_metadata_in,
+    record_error, Subsegment,
 };
 
 /// Runs a function or method in a subsegment: `#[capture]` names it after the function,
@@ -155,8 +159,8 @@ pub use xray_macros::capture;
 pub mod __private {
     pub use crate::capture::{
         annotate, begin, call, capture_future, complete, none_like, AnnotationArg, Captured,
-        ErrorView, Hook, Outcome, Site, ViaBoxedError, ViaDebug, ViaDisplay, ViaStdError,
-        ViaTypeName,
+        ErrorView, Hook, NotAnError, Outcome, ResultView, Site, ViaBoxedError, ViaDebug,
+        ViaDisplay, ViaResult, ViaStdError, ViaTypeName, ViaValue,
     };
     pub use crate::subsegment::put_metadata;
     pub use crate::ErrorKind;

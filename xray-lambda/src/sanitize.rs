@@ -38,8 +38,8 @@ pub(crate) fn is_name_char(c: char) -> bool {
 
 /// A valid name for `name`: characters X-Ray refuses become `_`, it is cut to 200
 /// characters (on a character boundary), and an empty name becomes `unnamed`.
-/// Borrows when `name` is already valid.
-pub(crate) fn sanitize_name(name: &str) -> Cow<'_, str> {
+/// Keeps `name` as it is (borrowed or owned) when it is already valid.
+pub(crate) fn sanitize_name(name: Cow<'static, str>) -> Cow<'static, str> {
     let mut count = 0;
     let clean = name.chars().all(|c| {
         count += 1;
@@ -49,7 +49,7 @@ pub(crate) fn sanitize_name(name: &str) -> Cow<'_, str> {
         return if name.is_empty() {
             Cow::Borrowed(EMPTY_NAME)
         } else {
-            Cow::Borrowed(name)
+            name
         };
     }
     Cow::Owned(
@@ -96,7 +96,7 @@ mod tests {
             "ünïcödé",
         ] {
             assert!(
-                matches!(sanitize_name(n), Cow::Borrowed(b) if b == n),
+                matches!(sanitize_name(Cow::Borrowed(n)), Cow::Borrowed(b) if b == n),
                 "{n}"
             );
         }
@@ -104,17 +104,17 @@ mod tests {
 
     #[test]
     fn invalid_characters_are_replaced() {
-        assert_eq!(sanitize_name("get(user)!"), "get_user__");
-        assert_eq!(sanitize_name("C:\\path"), "C:_path");
-        assert_eq!(sanitize_name("tab\tnew\nline"), "tab_new_line");
-        assert_eq!(sanitize_name("emoji 🚀"), "emoji _");
+        assert_eq!(sanitize_name("get(user)!".into()), "get_user__");
+        assert_eq!(sanitize_name("C:\\path".into()), "C:_path");
+        assert_eq!(sanitize_name("tab\tnew\nline".into()), "tab_new_line");
+        assert_eq!(sanitize_name("emoji 🚀".into()), "emoji _");
     }
 
     #[test]
     fn names_are_never_empty_and_cut_on_char_boundaries() {
-        assert_eq!(sanitize_name(""), "unnamed");
+        assert_eq!(sanitize_name("".into()), "unnamed");
         let long = "é".repeat(300);
-        let s = sanitize_name(&long);
+        let s = sanitize_name(long.into());
         assert_eq!(s.chars().count(), 200);
         assert!(s.chars().all(|c| c == 'é'));
     }
@@ -167,7 +167,7 @@ mod tests {
     proptest! {
         #[test]
         fn sanitized_names_are_always_valid(s in any::<String>()) {
-            let out = sanitize_name(&s);
+            let out = sanitize_name(s.into());
             let n = out.chars().count();
             prop_assert!((1..=MAX_NAME_CHARS).contains(&n));
             prop_assert!(out.chars().all(is_name_char));
@@ -175,8 +175,8 @@ mod tests {
 
         #[test]
         fn sanitizing_is_idempotent(s in any::<String>()) {
-            let once = sanitize_name(&s).into_owned();
-            prop_assert_eq!(sanitize_name(&once), once.as_str());
+            let once = sanitize_name(s.into()).into_owned();
+            prop_assert_eq!(sanitize_name(once.clone().into()), once.as_str());
         }
     }
 }

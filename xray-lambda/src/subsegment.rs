@@ -1,61 +1,40 @@
-//! The user API: subsegment guards, annotations, metadata, errors, and futures that
-//! carry the trace.
+//! The user API: subsegment guards, annotations, metadata and errors on whatever is
+//! current, and the header for outgoing calls.
 
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
-use std::future::Future;
-use std::ops::Deref;
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use crate::config;
-use crate::context::{self, JustEnd, Node, Scope, Trace};
-use crate::document::{AnnotationValue, Record, DEFAULT_NAMESPACE};
-use crate::emitter::Emitter;
+use crate::context::{self, Context, Node, Previous};
+use crate::document::{AnnotationValue, ErrorKind, DEFAULT_NAMESPACE};
 use crate::exception;
 use crate::header::TraceHeader;
-use crate::id::{SegmentId, TraceId};
-
-/// How an error counts in X-Ray's statistics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// A server-side failure (`fault`, like an HTTP 5xx). The default.
-    #[default]
-    Fault,
-    /// A client error (`error`, like an HTTP 4xx).
-    Error,
-    /// A throttled request (`throttle` and `error`, like an HTTP 429).
-    Throttle,
-}
-
-impl ErrorKind {
-    pub(crate) fn set_flags(self, r: &mut Record) {
-        match self {
-            ErrorKind::Fault => r.fault = true,
-            ErrorKind::Error => r.error = true,
-            ErrorKind::Throttle => {
-                r.error = true;
-                r.throttle = true;
-            }
-        }
-    }
-}
+use crate::id::SegmentId;
 
 /// An open subsegment. It is the current subsegment (the parent of subsegments begun
 /// after it) until it ends, which happens when it is dropped or [`end`](Self::end)ed.
+///
+/// Guards nest: end them in the reverse order you began them, in the code (the task)
+/// that began them. In async code a guard stays current across `.await` within the
+/// traced future that holds it; but two guards held across `.await` in two branches of
+/// one `join!` or `select!` share that future's context, so the second becomes the
+/// first one's child. Give each branch its own subsegment with
+/// [`FutureExt::in_subsegment`](crate::FutureExt::in_subsegment) instead. A guard that
+/// ends while another is current logs a warning (once per process) naming it.
 ///
 /// When nothing is being traced (no invocation, `Sampled=0`, tracing disabled) the
 /// guard is inert: every method is a cheap no-op.
 #[must_use = "the subsegment ends when this guard is dropped"]
 pub struct Subsegment {
     node: Option<Arc<Node>>,
-    /// What was current when this guard was made; current again when it ends.
-    previous: Option<Arc<Node>>,
+    /// What was current when this guard began; current again when it ends.
+    previous: Previous,
+    /// A guard begun while a panic unwinds (in a `Drop`) did not fail because of it.
+    began_unwinding: bool,
 }
 
 impl fmt::Debug for Subsegment {
@@ -70,36 +49,35 @@ impl fmt::Debug for Subsegment {
 /// top of a handler) and makes it current.
 ///
 /// The name is sanitized: characters X-Ray refuses become `_`, and it is cut to 200
-/// characters.
-///
-/// In async code a guard stays current across `.await` within the same traced future;
-/// to give an `async` block its own subsegment use [`FutureExt::in_subsegment`].
-pub fn begin_subsegment(name: &str) -> Subsegment {
-    let Some(parent) = context::current_if_sampled() else {
-        if !context::has_current() {
+/// characters. A literal name costs no allocation.
+pub fn begin_subsegment(name: impl Into<Cow<'static, str>>) -> Subsegment {
+    let Some(parent) = context::current_recording() else {
+        if !context::has_context() {
             warn_no_context();
         }
         return Subsegment::inert();
     };
-    match Node::child(&parent, name, false) {
+    match Node::child(&parent, name.into(), false) {
         Some(node) => Subsegment::enter(node),
         None => Subsegment::inert(),
     }
 }
 
 impl Subsegment {
-    fn inert() -> Self {
+    pub(crate) fn inert() -> Self {
         Subsegment {
             node: None,
-            previous: None,
+            previous: Previous::default(),
+            began_unwinding: false,
         }
     }
 
-    fn enter(node: Arc<Node>) -> Self {
-        let previous = context::replace_current(Some(node.clone()));
+    pub(crate) fn enter(node: Arc<Node>) -> Self {
+        let previous = context::enter_guard(node.clone());
         Subsegment {
             node: Some(node),
             previous,
+            began_unwinding: std::thread::panicking(),
         }
     }
 
@@ -183,88 +161,42 @@ impl Drop for Subsegment {
         let Some(node) = self.node.take() else {
             return;
         };
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.began_unwinding {
             node.record_panic(None);
         }
-        context::restore_current_if(&node, self.previous.take());
+        let was_current = context::exit_guard(&node, std::mem::take(&mut self.previous));
+        // A node the end of its trace already ended was not misused.
+        if !was_current && node.is_open() {
+            warn_out_of_order(&node);
+        }
         node.end();
     }
 }
 
-/// A top-level segment, for code that runs outside Lambda (tests, local tools, other
-/// hosts). Inside Lambda, Lambda owns the segment and this handle is inert.
-///
-/// It derefs to [`Subsegment`] for annotations, metadata and errors.
-#[must_use = "the segment ends when this guard is dropped"]
-#[derive(Debug)]
-pub struct Segment(Subsegment);
-
-impl Segment {
-    /// The trace this segment started, when it is being recorded.
-    pub fn trace_id(&self) -> Option<TraceId> {
-        self.0.trace_header().map(|h| h.root())
-    }
-
-    /// Ends the segment (and anything still open under it) and sends it.
-    pub fn end(self) {}
-}
-
-impl Deref for Segment {
-    type Target = Subsegment;
-    fn deref(&self) -> &Subsegment {
-        &self.0
+/// One warning per process for guards that end while they are not current: the trace
+/// is already wrong by then (a later guard became this one's child).
+fn warn_out_of_order(node: &Node) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            subsegment = %node.name(),
+            "X-Ray subsegment ended while another subsegment was current: guards from \
+             begin_subsegment must end in the reverse order they began, in the task that \
+             began them. Guards held across .await in branches of one join!/select! share \
+             one context; give each branch its own subsegment with \
+             .in_subsegment(\"name\") instead. (Logged once.)"
+        );
     }
 }
 
-/// Starts a new trace with a segment named `name` and makes it current, so subsegments
-/// begun under it are its children. Sent when it ends.
-///
-/// Inside Lambda (where `AWS_LAMBDA_FUNCTION_NAME` or `LAMBDA_TASK_ROOT` is set) this is
-/// refused: Lambda owns the segment. It logs `Cannot create segments inside Lambda
-/// function. Discarded.` once per process and returns an inert handle.
-pub fn begin_segment(name: &str) -> Segment {
-    if in_lambda() {
-        static WARNED: AtomicBool = AtomicBool::new(false);
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!("Cannot create segments inside Lambda function. Discarded.");
-        }
-        return Segment(Subsegment::inert());
-    }
-    let Some(emitter) = global_emitter() else {
-        return Segment(Subsegment::inert());
-    };
-    let trace = Trace::new(TraceId::new(), "", Some(emitter));
-    match Node::segment(trace, name) {
-        Some(node) => Segment(Subsegment::enter(node)),
-        None => Segment(Subsegment::inert()),
-    }
-}
-
-fn in_lambda() -> bool {
-    static IN_LAMBDA: OnceLock<bool> = OnceLock::new();
-    *IN_LAMBDA.get_or_init(config::in_lambda)
-}
-
-/// The process-wide emitter for segments begun outside a Lambda invocation, from
-/// `AWS_XRAY_DAEMON_ADDRESS`. `None` when tracing is disabled or the address is bad
-/// (logged once).
-pub(crate) fn global_emitter() -> Option<Arc<Emitter>> {
-    static EMITTER: OnceLock<Option<Arc<Emitter>>> = OnceLock::new();
-    EMITTER
-        .get_or_init(|| {
-            if !config::tracing_enabled() {
-                return None;
-            }
-            crate::lambda::connect_emitter(config::daemon_address_from_env())
-        })
-        .clone()
-}
-
-/// Subsegments begun outside any trace are discarded; inside Lambda that means during
+/// Subsegments begun outside any context are discarded; inside Lambda that means during
 /// init, which deserves one log line (as the official SDKs give).
 fn warn_no_context() {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.load(Ordering::Relaxed) && in_lambda() && !WARNED.swap(true, Ordering::Relaxed) {
+    if !WARNED.load(Ordering::Relaxed)
+        && config::in_lambda()
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
         tracing::warn!("subsegment begun outside an invocation (during init?) is discarded");
     }
 }
@@ -272,10 +204,7 @@ fn warn_no_context() {
 /// Runs `f` on the current node if it is recording; converts nothing otherwise, so
 /// calls without a sampled trace do not allocate.
 fn with_current(f: impl FnOnce(&Node)) {
-    if !context::has_current() {
-        return;
-    }
-    if let Some(node) = context::current().filter(|n| n.is_recording()) {
+    if let Some(node) = context::current_recording() {
         f(&node);
     }
 }
@@ -309,65 +238,13 @@ pub fn record_error<E: Error + ?Sized>(err: &E) {
 
 /// The trace header for an outgoing call made now: `Root` of the current trace,
 /// `Parent` the current subsegment, and the incoming header's extra fields (`Lineage`).
-/// Unsampled invocations give `Sampled=0` under the function segment. `None` outside
-/// any trace.
+/// Unsampled invocations, and sampled ones whose documents cannot be sent (tracing
+/// disabled, no usable daemon), give `Parent` = the function segment with Lambda's
+/// sampling decision. `None` outside any trace.
 pub fn current_trace_header() -> Option<TraceHeader> {
-    context::current().map(|n| n.outgoing_header())
-}
-
-/// Extension methods that carry the trace through futures.
-pub trait FutureExt: Future + Sized {
-    /// Runs this future in a subsegment named `name`, opened when it is first polled
-    /// (as a child of whatever is current then) and ended when it completes. A panic is
-    /// recorded as a fault; dropping it unfinished ends the subsegment marked incomplete.
-    fn in_subsegment(self, name: impl Into<Cow<'static, str>>) -> InSubsegment<Self> {
-        InSubsegment {
-            scope: Scope::lazy(self, name.into(), JustEnd),
-        }
-    }
-
-    /// Runs this future under the subsegment that is current *now*: use it to carry the
-    /// trace into `tokio::spawn`, whose tasks otherwise start with no trace.
-    fn in_current_trace(self) -> InCurrentTrace<Self> {
-        InCurrentTrace {
-            scope: Scope::new(self, context::current(), None, JustEnd),
-        }
-    }
-}
-
-impl<F: Future> FutureExt for F {}
-
-pin_project_lite::pin_project! {
-    /// A future running in its own subsegment; see [`FutureExt::in_subsegment`].
-    #[must_use = "futures do nothing unless polled"]
-    #[derive(Debug)]
-    pub struct InSubsegment<F> {
-        #[pin]
-        scope: Scope<F, JustEnd>,
-    }
-}
-
-impl<F: Future> Future for InSubsegment<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().scope.poll(cx)
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A future carrying the trace it was made in; see [`FutureExt::in_current_trace`].
-    #[must_use = "futures do nothing unless polled"]
-    #[derive(Debug)]
-    pub struct InCurrentTrace<F> {
-        #[pin]
-        scope: Scope<F, JustEnd>,
-    }
-}
-
-impl<F: Future> Future for InCurrentTrace<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().scope.poll(cx)
+    match context::current()? {
+        Context::Node(n) => Some(n.outgoing_header()),
+        Context::Untraced => None,
     }
 }
 
@@ -375,6 +252,8 @@ impl<F: Future> Future for InCurrentTrace<F> {
 mod tests {
     use super::*;
     use crate::context::test_support::{by_name, within, Daemon};
+    use crate::context::Trace;
+    use crate::id::TraceId;
     use serde_json::json;
 
     #[test]
@@ -518,82 +397,148 @@ mod tests {
         assert_eq!(ex["stack"][0]["path"], file!());
         assert_eq!(outer["cause"], ex["id"]);
         assert_eq!(outer["fault"], true);
-        assert_eq!(
-            context::current().map(|n| n.id()),
-            None,
+        assert!(
+            context::current().is_none(),
             "context restored after unwinding"
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn futures_keep_their_own_context_across_threads() {
+    #[test]
+    fn a_later_unwind_never_takes_an_earlier_panics_record() {
         let d = Daemon::new();
         let facade = d.facade(true);
-        let work = async {
-            let a = async {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                let _g = begin_subsegment("a_child");
-                tokio::task::yield_now().await;
-            }
-            .in_subsegment("a");
-            let b = async {
-                tokio::task::yield_now().await;
-                begin_subsegment("b_child").end();
-            }
-            .in_subsegment("b");
-            tokio::join!(a, b);
-            let spawned =
-                tokio::spawn(async { begin_subsegment("spawned").end() }.in_current_trace());
-            let orphan = tokio::spawn(async { begin_subsegment("orphan").is_recording() });
-            spawned.await.unwrap();
-            assert!(!orphan.await.unwrap());
-        };
-        InCurrentTrace {
-            scope: Scope::new(work, Some(facade.clone()), None, JustEnd),
-        }
-        .await;
+        within(&facade, || {
+            // A panic recorded through a subsegment, caught.
+            let _ = std::panic::catch_unwind(|| {
+                let _g = begin_subsegment("first");
+                panic!("first panic");
+            });
+            // A panic caught without passing through any subsegment: its record stays.
+            let _ = std::panic::catch_unwind(|| panic!("unrecorded panic"));
+            // A new unwind the panic hook never saw.
+            let _ = std::panic::catch_unwind(|| {
+                let _g = begin_subsegment("second");
+                std::panic::resume_unwind(Box::new("second payload"));
+            });
+        });
         let docs = d.documents();
-        let fid = facade.id().to_string();
-        let a = by_name(&docs, "a");
-        let b = by_name(&docs, "b");
-        assert_eq!(a["parent_id"], fid);
-        assert_eq!(b["parent_id"], fid);
-        assert_eq!(by_name(&docs, "a_child")["parent_id"], a["id"]);
-        assert_eq!(by_name(&docs, "b_child")["parent_id"], b["id"]);
-        assert_eq!(by_name(&docs, "spawned")["parent_id"], fid);
-        assert_eq!(docs.len(), 5);
+        let first = &by_name(&docs, "first")["cause"]["exceptions"][0];
+        assert_eq!(first["message"], "first panic");
+        let second = by_name(&docs, "second");
+        assert_eq!(second["fault"], true);
+        let ex = &second["cause"]["exceptions"][0];
+        assert_eq!(ex["message"], crate::panic::UNSEEN_MESSAGE, "{second}");
+        assert_ne!(ex["id"], first["id"]);
+        assert!(ex.get("stack").is_none(), "no location from another panic");
     }
 
-    #[tokio::test]
-    async fn dropped_futures_end_their_subsegment_marked() {
+    #[test]
+    fn a_subsegment_begun_while_another_panic_unwinds_is_not_marked() {
+        struct Cleanup;
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let s = begin_subsegment("cleanup");
+                s.put_annotation("ran", true);
+            }
+        }
         let d = Daemon::new();
         let facade = d.facade(true);
-        let mut slow = Box::pin(
-            async {
-                let _child = begin_subsegment("child");
-                std::future::pending::<()>().await
-            }
-            .in_subsegment("slow"),
+        within(&facade, || {
+            let _ = std::panic::catch_unwind(|| {
+                let _outer = begin_subsegment("failing");
+                let _cleanup = Cleanup;
+                panic!("the real failure");
+            });
+        });
+        let docs = d.documents();
+        let cleanup = by_name(&docs, "cleanup");
+        assert_eq!(cleanup["annotations"]["ran"], true);
+        assert!(
+            cleanup.get("fault").is_none() && cleanup.get("cause").is_none(),
+            "{cleanup}"
         );
-        let wrapped = InCurrentTrace {
-            scope: Scope::new(
-                async {
-                    let _ =
-                        tokio::time::timeout(std::time::Duration::from_millis(10), &mut slow).await;
-                },
-                Some(facade.clone()),
-                None,
-                JustEnd,
-            ),
-        };
-        wrapped.await;
-        drop(slow);
+        let failing = by_name(&docs, "failing");
+        assert_eq!(
+            failing["cause"]["exceptions"][0]["message"],
+            "the real failure"
+        );
+    }
+
+    #[test]
+    fn nothing_is_recorded_under_a_segment_after_it_ended() {
+        let d = Daemon::new();
+        let trace = Trace::new(TraceId::new(), "", true, Some(d.emitter.clone()));
+        let segment = Subsegment::enter(Node::segment(trace, "segment".into()).unwrap());
+        let inner = begin_subsegment("inner");
+        // Outermost first: the segment ends what is open under it.
+        drop(segment);
+        assert!(!inner.is_recording());
+        assert!(
+            context::current_recording().is_none(),
+            "an ended node is never current"
+        );
+        drop(inner);
+        let later = begin_subsegment("later");
+        assert!(!later.is_recording());
+        drop(later);
+        assert!(context::current_recording().is_none());
         let docs = d.documents();
         let names: Vec<_> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["child", "slow"], "children are sent before parents");
+        assert_eq!(names, ["inner", "segment"]);
         assert_eq!(
-            by_name(&docs, "slow")["metadata"]["xray_lambda"]["incomplete"],
-            "cancelled: future dropped before completion"
+            docs[0]["metadata"]["xray_lambda"]["incomplete"],
+            "still open when the handler returned"
         );
+    }
+
+    /// Nested guards dropped outermost first leave a chain of ended nodes, each held by
+    /// its child; releasing it must not take one stack frame per level.
+    #[test]
+    fn a_deep_chain_of_ended_guards_is_released_without_deep_recursion() {
+        let d = Daemon::new();
+        let facade = d.facade(true);
+        let depth = 50_000;
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                within(&facade, || {
+                    let guards: Vec<Subsegment> =
+                        (0..depth).map(|_| begin_subsegment("level")).collect();
+                    let innermost = guards.last().and_then(Subsegment::id);
+                    for g in guards {
+                        drop(g);
+                    }
+                    innermost
+                })
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        drop(d);
+    }
+
+    /// A guard kept in a thread-local ends during the thread's teardown, possibly after
+    /// this crate's own thread-locals are gone.
+    #[test]
+    fn a_guard_dropped_during_thread_local_teardown_is_sent() {
+        thread_local! {
+            static KEPT: std::cell::RefCell<Option<Subsegment>> = const { std::cell::RefCell::new(None) };
+        }
+        let d = Daemon::new();
+        let facade = d.facade(true);
+        std::thread::spawn(move || {
+            // Registered before this crate's own thread-locals (the encode buffer, the
+            // id generator, the current slot), so destroyed after them.
+            KEPT.with(|_| {});
+            within(&facade, || {
+                begin_subsegment("warm_up").end();
+                let kept = begin_subsegment("kept_in_a_thread_local");
+                KEPT.with(|k| *k.borrow_mut() = Some(kept));
+            });
+        })
+        .join()
+        .expect("the thread exits cleanly");
+        let docs = d.documents();
+        by_name(&docs, "kept_in_a_thread_local");
     }
 }

@@ -30,16 +30,24 @@ async fn invoke(layer: &XRayLayer, payload: Value) {
     let _ = svc.call(LambdaEvent::new(payload, ctx)).await;
 }
 
+fn socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s
+}
+
 #[tokio::test]
 async fn builder_settings_override_every_environment_setting() {
-    let daemon = UdpSocket::bind("127.0.0.1:0").unwrap();
-    daemon
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    let from_env = socket();
+    let from_builder = socket();
     for (name, value) in [
         ("AWS_LAMBDA_FUNCTION_NAME", "env-fn"),
         ("AWS_XRAY_SDK_ENABLED", "false"),
-        ("AWS_XRAY_DAEMON_ADDRESS", "not an address"),
+        (
+            "AWS_XRAY_DAEMON_ADDRESS",
+            &from_env.local_addr().unwrap().to_string(),
+        ),
         ("POWERTOOLS_SERVICE_NAME", "from-env"),
         ("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "false"),
         ("POWERTOOLS_TRACER_CAPTURE_ERROR", "false"),
@@ -47,19 +55,47 @@ async fn builder_settings_override_every_environment_setting() {
         std::env::set_var(name, value);
     }
 
-    // The environment alone switches tracing off.
+    // The environment switches tracing off: nothing reaches its daemon.
     invoke(&XRayLayer::new(), json!({})).await;
-    assert!(receive_all(&daemon).is_empty(), "the environment is read");
+    assert!(
+        receive_all(&from_env).is_empty(),
+        "AWS_XRAY_SDK_ENABLED is read"
+    );
 
+    // Switched back on, every other environment setting shows.
+    let env_only = XRayLayer::new().enabled(true);
+    invoke(&env_only, json!({})).await;
+    invoke(&env_only, json!({"fail": true})).await;
+    let docs = receive_all(&from_env);
+    assert_eq!(docs.len(), 2, "AWS_XRAY_DAEMON_ADDRESS is read: {docs:#?}");
+    for d in &docs {
+        assert_eq!(d["name"], "## env-fn");
+        assert_eq!(d["annotations"]["Service"], "from-env");
+        assert!(
+            d.get("metadata").is_none(),
+            "capture settings are read: {d}"
+        );
+    }
+    assert_eq!(docs[1]["fault"], true);
+    assert!(
+        docs[1].get("cause").is_none(),
+        "POWERTOOLS_TRACER_CAPTURE_ERROR is read"
+    );
+
+    // The builder wins over each of them.
     let layer = XRayLayer::new()
         .enabled(true)
-        .daemon_address(&daemon.local_addr().unwrap().to_string())
+        .daemon_address(&from_builder.local_addr().unwrap().to_string())
         .service_name("from-builder")
         .capture_response(true)
         .capture_error(true);
     invoke(&layer, json!({})).await;
     invoke(&layer, json!({"fail": true})).await;
-    let docs = receive_all(&daemon);
+    assert!(
+        receive_all(&from_env).is_empty(),
+        "nothing to the environment's daemon"
+    );
+    let docs = receive_all(&from_builder);
     assert_eq!(docs.len(), 2, "{docs:#?}");
     let (ok, failed) = (&docs[0], &docs[1]);
     for d in &docs {

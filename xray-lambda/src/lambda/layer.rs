@@ -1,231 +1,109 @@
-//! The runtime wrapper: per-invocation trace context, the `## <function>` handler
-//! subsegment, and the drop-in `run` functions.
+//! [`XRayLayer`]: each invocation's trace context and its `## <function>` subsegment.
 
 use std::fmt::{self, Debug};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use lambda_runtime::tower::{Layer, Service};
-use lambda_runtime::{FunctionResponse, IntoFunctionResponse, LambdaEvent};
-use serde::Serialize;
-use serde_json::value::RawValue;
+use lambda_runtime::LambdaEvent;
 
-use crate::config::{self, AddressError};
-use crate::context::{Entered, Node, OnComplete, Scope, Trace};
+use crate::config;
+use crate::context::{Context as TraceContext, Entered, Node, OnComplete, Opened, Scope, Trace};
+use crate::document::ErrorKind;
 use crate::emitter::Emitter;
 use crate::exception;
 use crate::header::TraceHeader;
 use crate::id::TraceId;
-use crate::ErrorKind;
+
+use super::response::{CaptureResponse, NoResponseCapture, SerializeResponse};
+use super::settings::Settings;
 
 /// True until the first invocation of this process starts.
 static COLD_START: AtomicBool = AtomicBool::new(true);
 
 const COLD_START_ANNOTATION: &str = "ColdStart";
 const SERVICE_ANNOTATION: &str = "Service";
-const HANDLER_PREFIX: &str = "## ";
-/// Function name used when neither the environment nor the runtime knows it.
-const UNKNOWN_FUNCTION: &str = "handler";
 
-/// Opens the daemon socket for `address`, logging (once, here) why tracing is off when
-/// it cannot be used.
-pub(crate) fn connect_emitter(address: Result<SocketAddr, AddressError>) -> Option<Arc<Emitter>> {
-    let address = match address {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("{e}; X-Ray tracing is off");
-            return None;
-        }
-    };
-    match Emitter::connect(address) {
-        Ok(e) => Some(Arc::new(e)),
-        Err(e) => {
-            tracing::error!(%address, error = %e, "cannot open a UDP socket to the X-Ray daemon; X-Ray tracing is off");
-            None
-        }
-    }
+/// What every invocation of one service shares: its settings and where its documents go.
+#[derive(Debug)]
+struct Shared {
+    settings: Settings,
+    emitter: Option<Arc<Emitter>>,
 }
 
-/// The handler subsegment's name and its metadata keys, derived once from the function
-/// name.
-#[derive(Clone, Debug)]
-struct Names {
-    handler: String,
-    response_key: String,
-    error_key: String,
-}
-
-impl Names {
-    fn new(function: &str) -> Self {
-        Names {
-            handler: format!("{HANDLER_PREFIX}{function}"),
-            response_key: format!("{function} response"),
-            error_key: format!("{function} error"),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Settings {
-    enabled: bool,
-    /// From `AWS_LAMBDA_FUNCTION_NAME` (what `lambda_runtime` reads too), or `handler`.
-    names: Names,
-    service: String,
-    capture_response: bool,
-    capture_error: bool,
-    daemon: Option<Result<SocketAddr, AddressError>>,
-    emitter: Arc<OnceLock<Option<Arc<Emitter>>>>,
-    /// `sam local invoke` sends no trace header: start a local trace instead.
-    sam_local: bool,
-}
-
-impl Settings {
-    fn from_env() -> Self {
-        Settings {
-            enabled: config::tracing_enabled(),
-            names: Names::new(
-                config::function_name()
-                    .as_deref()
-                    .unwrap_or(UNKNOWN_FUNCTION),
-            ),
-            service: config::service_name()
-                .unwrap_or_else(|| config::DEFAULT_SERVICE_NAME.to_owned()),
-            capture_response: config::capture_response().unwrap_or(true),
-            capture_error: config::capture_error().unwrap_or(true),
-            daemon: None,
-            emitter: Arc::default(),
-            sam_local: config::sam_local(),
-        }
-    }
-
-    fn emitter(&self) -> Option<Arc<Emitter>> {
-        match &self.daemon {
-            None => crate::subsegment::global_emitter(),
-            Some(address) => self
-                .emitter
-                .get_or_init(|| connect_emitter(address.clone()))
-                .clone(),
-        }
-    }
-
+impl Shared {
     /// The context an invocation's handler runs under, and its handler subsegment.
-    fn start(&self, ctx: &lambda_runtime::Context) -> (Option<Arc<Node>>, Option<Arc<Node>>) {
+    ///
+    /// Every invocation gets a context, even one that records nothing: its code is
+    /// then known to be inside an invocation (no "during init" warning), and a trace it
+    /// came with is still passed on to the services it calls.
+    fn start(&self, ctx: &lambda_runtime::Context) -> Opened {
         let cold = COLD_START.swap(false, Ordering::Relaxed);
-        if !self.enabled {
-            return (None, None);
-        }
+        let untraced = || Opened {
+            context: Some(TraceContext::Untraced),
+            node: None,
+        };
         let raw = ctx
             .xray_trace_id
             .clone()
             .filter(|s| !s.is_empty())
             .or_else(config::trace_id_env);
         let Some(raw) = raw else {
-            if self.sam_local {
-                return self.local_trace(cold);
+            if self.settings.sam_local {
+                if let Some(emitter) = &self.emitter {
+                    return self.local_trace(emitter.clone(), cold);
+                }
             }
             tracing::debug!(request_id = %ctx.request_id, "no trace header; invocation not traced");
-            return (None, None);
+            return untraced();
         };
         let header = match TraceHeader::parse(&raw) {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(header = %raw, error = %e, "malformed trace header; invocation not traced");
-                return (None, None);
+                return untraced();
             }
         };
         let Some(parent) = header.parent() else {
             tracing::warn!(header = %raw, "trace header has no Parent; invocation not traced");
-            return (None, None);
+            return untraced();
         };
-        let emitter = if header.is_sampled() {
-            match self.emitter() {
-                Some(e) => Some(e),
-                None => return (None, None),
-            }
-        } else {
-            None
-        };
-        let facade = Node::facade(Trace::new(header.root(), header.extra(), emitter), parent);
-        let handler = Node::child(&facade, &self.names.handler, true);
+        let trace = Trace::new(
+            header.root(),
+            header.extra(),
+            header.is_sampled(),
+            self.emitter.clone(),
+        );
+        let facade = Node::facade(trace, parent);
+        let handler = Node::child(&facade, self.settings.names.handler.clone().into(), true);
         self.annotate(handler.as_deref(), cold);
-        (Some(handler.clone().unwrap_or(facade)), handler)
+        Opened {
+            context: Some(TraceContext::Node(handler.clone().unwrap_or(facade))),
+            node: handler,
+        }
     }
 
     /// Under `sam local`, which sends no header, the handler becomes the top-level
     /// segment of a fresh trace, so local runs are still traced (there is no Lambda
     /// function segment to attach to).
-    fn local_trace(&self, cold: bool) -> (Option<Arc<Node>>, Option<Arc<Node>>) {
-        let Some(emitter) = self.emitter() else {
-            return (None, None);
-        };
+    fn local_trace(&self, emitter: Arc<Emitter>, cold: bool) -> Opened {
         let handler = Node::segment(
-            Trace::new(TraceId::new(), "", Some(emitter)),
-            &self.names.handler,
+            Trace::new(TraceId::new(), "", true, Some(emitter)),
+            self.settings.names.handler.clone().into(),
         );
         self.annotate(handler.as_deref(), cold);
-        (handler.clone(), handler)
+        Opened::node_or_current(handler)
     }
 
     fn annotate(&self, handler: Option<&Node>, cold: bool) {
         if let Some(h) = handler {
             h.put_annotation(COLD_START_ANNOTATION, cold.into());
-            h.put_annotation(SERVICE_ANNOTATION, self.service.as_str().into());
-        }
-    }
-}
-
-/// How the wrapper turns a handler's response into metadata. Implemented by
-/// [`SerializeResponse`] (the default) and [`NoResponseCapture`].
-pub trait CaptureResponse<R>: sealed::Sealed {
-    #[doc(hidden)]
-    fn capture(response: &R) -> Option<Box<RawValue>>;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::SerializeResponse {}
-    impl Sealed for super::NoResponseCapture {}
-    impl Sealed for super::BufferedResponse {}
-}
-
-/// Records responses that implement `Serialize` (JSON values, `lambda_http` responses).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SerializeResponse;
-
-impl<R: Serialize> CaptureResponse<R> for SerializeResponse {
-    fn capture(response: &R) -> Option<Box<RawValue>> {
-        serde_json::value::to_raw_value(response)
-            .map_err(|e| tracing::warn!(error = %e, "handler response could not be serialized for X-Ray metadata"))
-            .ok()
-    }
-}
-
-/// Records no response: for handlers whose response is not `Serialize` (streaming).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoResponseCapture;
-
-impl<R> CaptureResponse<R> for NoResponseCapture {
-    fn capture(_: &R) -> Option<Box<RawValue>> {
-        None
-    }
-}
-
-/// Records buffered [`FunctionResponse`]s; streamed ones are not recorded.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BufferedResponse;
-
-impl<B: Serialize, S> CaptureResponse<FunctionResponse<B, S>> for BufferedResponse {
-    fn capture(response: &FunctionResponse<B, S>) -> Option<Box<RawValue>> {
-        match response {
-            FunctionResponse::BufferedResponse(b) => SerializeResponse::capture(b),
-            FunctionResponse::StreamingResponse(_) => None,
+            h.put_annotation(SERVICE_ANNOTATION, self.settings.service.as_str().into());
         }
     }
 }
@@ -252,7 +130,10 @@ impl<B: Serialize, S> CaptureResponse<FunctionResponse<B, S>> for BufferedRespon
 /// Settings come from the environment (`POWERTOOLS_SERVICE_NAME`,
 /// `POWERTOOLS_TRACER_CAPTURE_RESPONSE`, `POWERTOOLS_TRACER_CAPTURE_ERROR`,
 /// `AWS_XRAY_SDK_ENABLED`, `POWERTOOLS_TRACE_DISABLED`, `AWS_XRAY_DAEMON_ADDRESS`);
-/// the builder methods override them.
+/// the builder methods override them. The daemon address is resolved, and its socket
+/// opened, when [`Layer::layer`] builds the service, not during an invocation; an
+/// unusable address is logged then, once, and switches recording off (the trace
+/// header is still passed on).
 pub struct XRayLayer<C = SerializeResponse> {
     settings: Settings,
     capture: PhantomData<fn() -> C>,
@@ -314,15 +195,16 @@ impl<C> XRayLayer<C> {
     }
 
     /// Where documents go, instead of `AWS_XRAY_DAEMON_ADDRESS`: `host:port` or
-    /// `tcp:host:port udp:host:port`. A bad address is logged and turns tracing off.
+    /// `tcp:host:port udp:host:port`. A host name is resolved here. A bad address is
+    /// logged and turns recording off.
     pub fn daemon_address(mut self, address: &str) -> Self {
-        self.settings.daemon = Some(config::parse_daemon_address(address));
-        self.settings.emitter = Arc::default();
+        self.settings.set_daemon(address);
         self
     }
 
     /// Switches tracing on or off (default: on unless `AWS_XRAY_SDK_ENABLED=false` or
-    /// `POWERTOOLS_TRACE_DISABLED=true`).
+    /// `POWERTOOLS_TRACE_DISABLED=true`). Off, nothing is recorded or sent, but an
+    /// invocation's trace header is still passed on to the services it calls.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.settings.enabled = enabled;
         self
@@ -334,7 +216,7 @@ impl<C> XRayLayer<C> {
         self.with_capture()
     }
 
-    fn with_capture<D>(self) -> XRayLayer<D> {
+    pub(super) fn with_capture<D>(self) -> XRayLayer<D> {
         XRayLayer {
             settings: self.settings,
             capture: PhantomData,
@@ -347,7 +229,10 @@ impl<S, C> Layer<S> for XRayLayer<C> {
     fn layer(&self, inner: S) -> XRayService<S, C> {
         XRayService {
             inner,
-            settings: Arc::new(self.settings.clone()),
+            shared: Arc::new(Shared {
+                emitter: self.settings.emitter(),
+                settings: self.settings.clone(),
+            }),
             capture: PhantomData,
         }
     }
@@ -356,7 +241,7 @@ impl<S, C> Layer<S> for XRayLayer<C> {
 /// The service [`XRayLayer`] makes: runs each invocation of `S` in its trace.
 pub struct XRayService<S, C = SerializeResponse> {
     inner: S,
-    settings: Arc<Settings>,
+    shared: Arc<Shared>,
     capture: PhantomData<fn() -> C>,
 }
 
@@ -364,7 +249,7 @@ impl<S: Clone, C> Clone for XRayService<S, C> {
     fn clone(&self) -> Self {
         XRayService {
             inner: self.inner.clone(),
-            settings: self.settings.clone(),
+            shared: self.shared.clone(),
             capture: PhantomData,
         }
     }
@@ -393,7 +278,7 @@ where
     }
 
     fn call(&mut self, event: LambdaEvent<A>) -> Self::Future {
-        let (mut context, node) = self.settings.start(&event.context);
+        let Opened { mut context, node } = self.shared.start(&event.context);
         let called = {
             let _entered = Entered::new(&mut context);
             catch_unwind(AssertUnwindSafe(|| self.inner.call(event)))
@@ -402,10 +287,9 @@ where
             Ok(fut) => HandlerFuture {
                 scope: Scope::new(
                     fut,
-                    context,
-                    node,
+                    Opened { context, node },
                     Handler {
-                        settings: self.settings.clone(),
+                        shared: self.shared.clone(),
                         capture: PhantomData,
                     },
                 ),
@@ -423,7 +307,7 @@ where
 
 /// Records the handler's outcome on its subsegment.
 struct Handler<C> {
-    settings: Arc<Settings>,
+    shared: Arc<Shared>,
     capture: PhantomData<fn() -> C>,
 }
 
@@ -439,7 +323,7 @@ where
     C: CaptureResponse<R>,
 {
     fn on_complete(&mut self, node: &Node, output: &Result<R, E>) {
-        let s = &self.settings;
+        let s = &self.shared.settings;
         match output {
             Ok(response) => {
                 if s.capture_response {
@@ -485,112 +369,6 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().scope.poll(cx)
     }
-}
-
-/// Adapts a handler whose response is any [`IntoFunctionResponse`] to one returning
-/// [`FunctionResponse`], so buffered responses can be recorded and streams pass through.
-struct IntoResponse<F, B, S> {
-    inner: F,
-    types: PhantomData<fn() -> (B, S)>,
-}
-
-impl<F: Clone, B, S> Clone for IntoResponse<F, B, S> {
-    fn clone(&self) -> Self {
-        IntoResponse {
-            inner: self.inner.clone(),
-            types: PhantomData,
-        }
-    }
-}
-
-impl<F, A, R, B, S> Service<LambdaEvent<A>> for IntoResponse<F, B, S>
-where
-    F: Service<LambdaEvent<A>, Response = R>,
-    R: IntoFunctionResponse<B, S>,
-{
-    type Response = FunctionResponse<B, S>;
-    type Error = F::Error;
-    type Future = IntoResponseFuture<F::Future, B, S>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), F::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, event: LambdaEvent<A>) -> Self::Future {
-        IntoResponseFuture {
-            inner: self.inner.call(event),
-            types: PhantomData,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct IntoResponseFuture<Fut, B, S> {
-        #[pin]
-        inner: Fut,
-        types: PhantomData<fn() -> (B, S)>,
-    }
-}
-
-impl<Fut, R, E, B, S> Future for IntoResponseFuture<Fut, B, S>
-where
-    Fut: Future<Output = Result<R, E>>,
-    R: IntoFunctionResponse<B, S>,
-{
-    type Output = Result<FunctionResponse<B, S>, E>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project()
-            .inner
-            .poll(cx)
-            .map(|r| r.map(IntoFunctionResponse::into_response))
-    }
-}
-
-/// Starts the Lambda runtime with every invocation traced: a drop-in for
-/// [`lambda_runtime::run`], accepting the same handlers.
-pub async fn run<A, F, R, B, S, D, E>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Service<LambdaEvent<A>, Response = R>,
-    F::Future: Future<Output = Result<R, F::Error>>,
-    F::Error: Into<lambda_runtime::Diagnostic> + Debug + 'static,
-    A: for<'de> serde::Deserialize<'de>,
-    R: IntoFunctionResponse<B, S>,
-    B: Serialize,
-    S: futures_core::Stream<Item = Result<D, E>> + Unpin + Send + 'static,
-    D: Into<bytes::Bytes> + Send,
-    E: Into<lambda_runtime::Error> + Send + Debug,
-{
-    let layer = XRayLayer::new().with_capture::<BufferedResponse>();
-    lambda_runtime::run(layer.layer(IntoResponse {
-        inner: handler,
-        types: PhantomData,
-    }))
-    .await
-}
-
-/// Starts the Lambda runtime for concurrent invocations (Lambda Managed Instances,
-/// `AWS_LAMBDA_MAX_CONCURRENCY` > 1) with every invocation traced: a drop-in for
-/// `lambda_runtime::run_concurrent`. Each invocation's trace comes from its own
-/// `Context`, never from the process-wide `_X_AMZN_TRACE_ID`.
-#[cfg(feature = "concurrency-tokio")]
-pub async fn run_concurrent<A, F, R, B, S, D, E>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Service<LambdaEvent<A>, Response = R> + Clone + Send + 'static,
-    F::Future: Future<Output = Result<R, F::Error>> + Send + 'static,
-    F::Error: Into<lambda_runtime::Diagnostic> + Debug + Send + 'static,
-    A: for<'de> serde::Deserialize<'de> + Send + 'static,
-    R: IntoFunctionResponse<B, S> + Send + 'static,
-    B: Serialize + Send + 'static,
-    S: futures_core::Stream<Item = Result<D, E>> + Unpin + Send + 'static,
-    D: Into<bytes::Bytes> + Send + 'static,
-    E: Into<lambda_runtime::Error> + Send + Debug + 'static,
-{
-    let layer = XRayLayer::new().with_capture::<BufferedResponse>();
-    lambda_runtime::run_concurrent(layer.layer(IntoResponse {
-        inner: handler,
-        types: PhantomData,
-    }))
-    .await
 }
 
 #[cfg(test)]
@@ -783,9 +561,6 @@ mod tests {
             }
         }
         assert!(d.documents().is_empty());
-        let mut disabled = layer(&d).enabled(false).layer(service_fn(ok_handler));
-        disabled.call(event(Some(&sampled()))).await.unwrap();
-        assert!(d.documents().is_empty());
     }
 
     #[tokio::test]
@@ -861,16 +636,32 @@ mod tests {
         assert!(d.documents().is_empty());
     }
 
+    /// With nothing to send documents to (an unusable address, tracing disabled), the
+    /// invocation records nothing, but its trace still reaches the services it calls.
     #[tokio::test]
-    async fn bad_daemon_address_turns_tracing_off_but_not_the_handler() {
-        let mut svc = XRayLayer::new()
-            .daemon_address("not an address")
-            .enabled(true)
-            .layer(service_fn(ok_handler));
-        assert_eq!(
-            svc.call(event(Some(&sampled()))).await.unwrap(),
-            json!({"ok": true})
-        );
+    async fn without_documents_the_trace_header_still_propagates() {
+        let d = Daemon::new();
+        let header_handler = |_: LambdaEvent<Value>| async {
+            let s = crate::begin_subsegment("work");
+            assert!(!s.is_recording());
+            Ok::<_, lambda_runtime::Error>(crate::current_trace_header().map(|h| h.to_string()))
+        };
+        for layer in [
+            XRayLayer::new()
+                .daemon_address("not an address")
+                .enabled(true),
+            XRayLayer::new().daemon_address("127.0.0.1:0").enabled(true),
+            layer(&d).enabled(false),
+        ] {
+            let mut svc = layer.layer(service_fn(header_handler));
+            let out = svc.call(event(Some(&sampled()))).await.unwrap();
+            assert_eq!(
+                out.as_deref(),
+                Some(format!("Root={ROOT};Parent={PARENT};Sampled=1;Lineage=a87bd80c:0").as_str()),
+                "{layer:?}"
+            );
+        }
+        assert!(d.documents().is_empty());
     }
 }
 

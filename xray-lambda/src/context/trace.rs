@@ -1,0 +1,174 @@
+//! One trace as this process sees it: an invocation's, or a segment's begun here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use crate::document::Record;
+use crate::emitter::Emitter;
+use crate::header::{Sampling, TraceHeader};
+use crate::id::{SegmentId, TraceId};
+
+use super::node::Node;
+
+/// Locks, recovering from poisoning: a panic elsewhere must not stop tracing here.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A trace: its id, what its header passes on, and whether (and where) its documents
+/// are sent.
+#[derive(Debug)]
+pub(crate) struct Trace {
+    root: TraceId,
+    extra: String,
+    /// The sampling decision this trace propagates. A sampled trace whose documents
+    /// cannot be sent (tracing disabled, no usable daemon) still propagates it, so
+    /// the services it calls stay in the trace.
+    sampled: bool,
+    /// `Some` exactly when documents are recorded and sent.
+    emitter: Option<Arc<Emitter>>,
+    /// Set when the trace's root node ended: nothing begun after that is recorded in it.
+    closed: AtomicBool,
+    /// Nodes begun and not yet ended, so the root's end can end them.
+    open: Mutex<OpenNodes>,
+}
+
+impl Trace {
+    /// A trace under `root`, propagating `extra` (the incoming header's other fields).
+    /// `emitter` is used only when the trace is sampled.
+    pub(crate) fn new(
+        root: TraceId,
+        extra: &str,
+        sampled: bool,
+        emitter: Option<Arc<Emitter>>,
+    ) -> Arc<Self> {
+        crate::panic::install_hook();
+        Arc::new(Trace {
+            root,
+            extra: extra.to_owned(),
+            sampled,
+            emitter: emitter.filter(|_| sampled),
+            closed: AtomicBool::new(false),
+            open: Mutex::new(OpenNodes::default()),
+        })
+    }
+
+    pub(crate) fn root(&self) -> TraceId {
+        self.root
+    }
+
+    /// Whether documents are recorded and sent.
+    pub(crate) fn is_recording(&self) -> bool {
+        self.emitter.is_some()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The header for a call made under `parent`.
+    pub(crate) fn header(&self, parent: SegmentId) -> TraceHeader {
+        let sampling = if self.sampled {
+            Sampling::Sampled
+        } else {
+            Sampling::NotSampled
+        };
+        TraceHeader::from_parts(self.root, Some(parent), sampling, &self.extra)
+    }
+
+    pub(super) fn send(&self, record: Record) {
+        if let Some(emitter) = &self.emitter {
+            emitter.send(record);
+        }
+    }
+
+    /// Registers a node being created, unless the trace is closed. The slot it gives
+    /// back makes [`Self::unregister`] O(1).
+    pub(super) fn register(&self, node: Weak<Node>) -> Option<u32> {
+        let mut open = lock(&self.open);
+        if self.is_closed() {
+            return None;
+        }
+        Some(open.insert(node))
+    }
+
+    pub(super) fn unregister(&self, slot: u32) {
+        lock(&self.open).remove(slot);
+    }
+
+    /// Closes the trace and gives the nodes still open, deepest first (so children are
+    /// ended, and sent, before their parents).
+    pub(super) fn close(&self) -> Vec<Arc<Node>> {
+        let drained = {
+            let mut open = lock(&self.open);
+            self.closed.store(true, Ordering::Release);
+            open.drain()
+        };
+        let mut nodes: Vec<Arc<Node>> = drained.iter().filter_map(Weak::upgrade).collect();
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.depth()));
+        nodes
+    }
+}
+
+/// The open nodes of a trace: a slab, so a node leaves it in O(1) by its slot.
+#[derive(Debug, Default)]
+struct OpenNodes {
+    slots: Vec<Option<Weak<Node>>>,
+    free: Vec<u32>,
+}
+
+impl OpenNodes {
+    fn insert(&mut self, node: Weak<Node>) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(node);
+                i
+            }
+            None => {
+                self.slots.push(Some(node));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            if s.take().is_some() {
+                self.free.push(slot);
+            }
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Weak<Node>> {
+        self.free.clear();
+        self.slots.drain(..).flatten().collect()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_and_removal_is_by_slot() {
+        let mut open = OpenNodes::default();
+        let a = open.insert(Weak::new());
+        let b = open.insert(Weak::new());
+        let c = open.insert(Weak::new());
+        open.remove(b);
+        open.remove(b); // twice: no effect
+        assert_eq!(open.len(), 2);
+        assert_eq!(open.insert(Weak::new()), b, "a freed slot is reused");
+        open.remove(a);
+        open.remove(c);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open.drain().len(), 1);
+        open.remove(c); // after a drain: no effect
+        assert_eq!(open.len(), 0);
+    }
+}
