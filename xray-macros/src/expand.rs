@@ -39,71 +39,73 @@ pub(crate) fn expand(options: Options, item: TokenStream) -> syn::Result<TokenSt
         };
     };
     let prologue = prologue(&options);
+    let hook = hook(&options);
+    let output = match &f.sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, t) => Some((**t).clone()),
+    };
 
     let body = if f.sig.asyncness.is_some() {
-        let output = match &f.sig.output {
-            ReturnType::Default => None,
-            ReturnType::Type(_, t) => Some((**t).clone()),
-        };
         let stmts = &f.block.stmts;
-        let fake_return = output.as_ref().filter(|t| !contains_impl(t)).map(|t| {
-            quote! {
-                #[allow(unreachable_code, clippy::diverging_sub_expression)]
-                if false {
-                    let __xray_type_hint: #t = loop {};
-                    return __xray_type_hint;
-                }
-            }
-        });
+        let fake_return = output.as_ref().and_then(fake_return);
         let future = quote!(async move { #prologue #fake_return #(#stmts)* });
-        let hook = hook(&options, output.as_ref());
         quote! {{
             #site
             ::xray_lambda::__private::capture_future(&__XRAY_SITE, #future, #hook).await
         }}
-    } else if let Some(output) = boxed_future_output(&f) {
-        // `#[async_trait]` has already turned `async fn` into a fn returning
-        // `Box::pin(async move { … })`: instrument that future, not the boxing.
-        let hook = hook(&options, output.as_ref());
-        instrument_boxed_future(&mut f.block, &prologue, &hook)?;
+    } else if returned_async_block(&f.block).is_some() {
+        // A fn whose body ends in the future it returns: `async move { … }`, or
+        // `Box::pin(async move { … })` (what `#[async_trait]` makes of an `async fn`).
+        // The work happens when that future runs, so it is what gets instrumented, not
+        // its construction.
+        let fake_return = output
+            .as_ref()
+            .and_then(future_output)
+            .as_ref()
+            .and_then(fake_return);
+        instrument_returned_future(&mut f.block, &prologue, fake_return, &hook)?;
         let stmts = &f.block.stmts;
         quote! {{ #site #(#stmts)* }}
     } else {
-        let output = match &f.sig.output {
-            ReturnType::Default => None,
-            ReturnType::Type(_, t) => Some((**t).clone()),
-        };
         let block = &f.block;
-        let inspects = options.response || output.as_ref().is_some_and(is_result);
-        if inspects {
-            let call = match output.as_ref().filter(|t| !contains_impl(t)) {
-                Some(t) => quote!(::xray_lambda::__private::call::<#t, _>(move || #block);),
-                // `impl Trait` cannot be named: tie the output to the function's return
-                // type instead, so the hook below sees the concrete type.
-                None => quote! {
-                    ::xray_lambda::__private::call(move || #block);
-                    if let ::core::option::Option::Some(__xray_same) = ::xray_lambda::__private::none_like(&__xray_out) {
-                        return __xray_same;
+        match output.as_ref().filter(|t| !matches!(t, Type::Never(_))) {
+            // Only a value is worth inspecting: whether it is a `Result` is decided by
+            // the value's type, not by how the return type is spelled.
+            Some(t) => {
+                let call = match type_hint(t) {
+                    Some(hint) => {
+                        quote!(::xray_lambda::__private::call::<#hint, _>(move || #block);)
                     }
-                },
-            };
-            let hook = hook(&options, output.as_ref());
-            quote! {{
-                #site
-                let __xray_guard = ::xray_lambda::__private::begin(&__XRAY_SITE);
-                #prologue
-                let __xray_out = #call
-                ::xray_lambda::__private::complete(&__xray_guard, &__XRAY_SITE, &__xray_out, #hook);
-                __xray_out
-            }}
-        } else {
-            let stmts = &block.stmts;
-            quote! {{
-                #site
-                let __xray_guard = ::xray_lambda::__private::begin(&__XRAY_SITE);
-                #prologue
-                #(#stmts)*
-            }}
+                    None => quote!(::xray_lambda::__private::call(move || #block);),
+                };
+                // `impl Trait` cannot be named: tie the output to the function's return
+                // type instead, so the hook sees the concrete type.
+                let same_type = contains_impl(t).then(|| {
+                    quote! {
+                        if let ::core::option::Option::Some(__xray_same) = ::xray_lambda::__private::none_like(&__xray_out) {
+                            return __xray_same;
+                        }
+                    }
+                });
+                quote! {{
+                    #site
+                    let __xray_guard = ::xray_lambda::__private::begin(&__XRAY_SITE);
+                    #prologue
+                    let __xray_out = #call
+                    #same_type
+                    ::xray_lambda::__private::complete(&__xray_guard, &__XRAY_SITE, &__xray_out, #hook);
+                    __xray_out
+                }}
+            }
+            None => {
+                let stmts = &block.stmts;
+                quote! {{
+                    #site
+                    let __xray_guard = ::xray_lambda::__private::begin(&__XRAY_SITE);
+                    #prologue
+                    #(#stmts)*
+                }}
+            }
         }
     };
     let attrs = &f.attrs;
@@ -162,49 +164,68 @@ fn prologue(options: &Options) -> TokenStream {
     quote!(#(#annotate)* #(#metadata)*)
 }
 
-/// The closure that records the outcome: a returned `Err`, and with `response` the value.
-fn hook(options: &Options, output: Option<&Type>) -> TokenStream {
+/// The closure that records the outcome: a returned `Err`, and with `response` the value
+/// (the `Ok` value of a `Result`). Both are told apart by the value's type.
+fn hook(options: &Options) -> TokenStream {
     let kind = options.error_kind.tokens();
-    let result = output.is_some_and(is_result);
-    let record_err = result.then(|| {
-        quote! {
-            if let ::core::result::Result::Err(__xray_e) = __xray_out {
-                #[allow(unused_imports)]
-                use ::xray_lambda::__private::{
-                    ViaBoxedError as _, ViaDebug as _, ViaDisplay as _, ViaStdError as _, ViaTypeName as _,
-                };
-                (&&&&::xray_lambda::__private::ErrorView(__xray_e)).xray_record(__xray_outcome, #kind);
-            }
-        }
-    });
     let response = options.response.then(|| {
-        if result {
-            quote! {
-                if let ::core::result::Result::Ok(__xray_v) = __xray_out {
-                    __xray_outcome.response(__xray_v);
-                }
+        quote! {
+            if let ::core::option::Option::Some(__xray_v) =
+                (&&::xray_lambda::__private::ResultView(__xray_out)).xray_ok()
+            {
+                __xray_outcome.response(__xray_v);
             }
-        } else {
-            quote!(__xray_outcome.response(__xray_out);)
         }
     });
     quote! {
         |__xray_outcome: &::xray_lambda::__private::Outcome<'_>, __xray_out| {
-            let _ = (&__xray_outcome, &__xray_out);
-            #record_err
+            #[allow(unused_imports)]
+            use ::xray_lambda::__private::{
+                ViaBoxedError as _, ViaDebug as _, ViaDisplay as _, ViaResult as _, ViaStdError as _,
+                ViaTypeName as _, ViaValue as _,
+            };
+            if let ::core::option::Option::Some(__xray_e) =
+                (&&::xray_lambda::__private::ResultView(__xray_out)).xray_err()
+            {
+                (&&&&::xray_lambda::__private::ErrorView(__xray_e)).xray_record(__xray_outcome, #kind);
+            }
             #response
         }
     }
 }
 
-/// Whether the type is spelled `…Result<…>` (`Result`, `io::Result`, `anyhow::Result`).
-fn is_result(t: &Type) -> bool {
-    match t {
-        Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
-        Type::Paren(p) => is_result(&p.elem),
-        Type::Group(g) => is_result(&g.elem),
-        _ => false,
+/// `if false { return <a value of type t>; }`, first thing in an async block: fixes the
+/// block's output type before its body is checked, so `?` in it knows what to convert
+/// errors into.
+fn fake_return(t: &Type) -> Option<TokenStream> {
+    let hint = type_hint(t)?;
+    Some(quote! {
+        #[allow(unreachable_code, clippy::diverging_sub_expression)]
+        if false {
+            let __xray_type_hint: #hint = loop {};
+            return __xray_type_hint;
+        }
+    })
+}
+
+/// The return type as it can be written in a body: each `impl Trait` (which cannot be)
+/// becomes `_`. `None` when nothing of it is left to say.
+fn type_hint(t: &Type) -> Option<Type> {
+    struct Infer;
+    impl syn::visit_mut::VisitMut for Infer {
+        fn visit_type_mut(&mut self, t: &mut Type) {
+            if let Type::ImplTrait(i) = t {
+                *t = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](i.impl_token.span),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, t);
+            }
+        }
     }
+    let mut hint = t.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Infer, &mut hint);
+    (!matches!(hint, Type::Infer(_))).then_some(hint)
 }
 
 fn contains_impl(t: &Type) -> bool {
@@ -213,32 +234,28 @@ fn contains_impl(t: &Type) -> bool {
         .any(|tt| matches!(&tt, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
-/// For a fn whose body ends in `Box::pin(async move { … })` and whose return type is
-/// `Pin<Box<dyn Future<Output = T> …>>` (what `#[async_trait]` makes), `Some(Some(T))`.
-fn boxed_future_output(f: &ItemFn) -> Option<Option<Type>> {
-    boxed_async_block(&f.block)?;
-    let ReturnType::Type(_, t) = &f.sig.output else {
-        return Some(None);
-    };
-    Some(future_output(t))
-}
-
-fn boxed_async_block(block: &Block) -> Option<&syn::ExprAsync> {
-    let Some(Stmt::Expr(Expr::Call(call), None)) = block.stmts.last() else {
-        return None;
-    };
-    let Expr::Path(func) = &*call.func else {
-        return None;
-    };
-    if func.path.segments.last()?.ident != "pin" || call.args.len() != 1 {
-        return None;
-    }
-    match call.args.first()? {
-        Expr::Async(a) => Some(a),
+/// The async block a fn body ends in: `async move { … }` or `Box::pin(async move { … })`.
+fn returned_async_block(block: &Block) -> Option<&syn::ExprAsync> {
+    match block.stmts.last() {
+        Some(Stmt::Expr(Expr::Async(a), None)) => Some(a),
+        Some(Stmt::Expr(Expr::Call(call), None)) => {
+            let Expr::Path(func) = &*call.func else {
+                return None;
+            };
+            if func.path.segments.last()?.ident != "pin" || call.args.len() != 1 {
+                return None;
+            }
+            match call.args.first()? {
+                Expr::Async(a) => Some(a),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
 
+/// The `Output` of a returned future type: `impl Future<Output = T>`, or
+/// `Pin<Box<dyn Future<Output = T> …>>`.
 fn future_output(t: &Type) -> Option<Type> {
     let mut found = None;
     find_output(t, &mut found);
@@ -258,8 +275,9 @@ fn find_output(t: &Type, found: &mut Option<Type>) {
                 }
             }
         }
-        Type::TraitObject(o) => {
-            for b in &o.bounds {
+        Type::TraitObject(syn::TypeTraitObject { bounds, .. })
+        | Type::ImplTrait(syn::TypeImplTrait { bounds, .. }) => {
+            for b in bounds {
                 if let TypeParamBound::Trait(tb) = b {
                     for seg in &tb.path.segments {
                         if let PathArguments::AngleBracketed(args) = &seg.arguments {
@@ -281,27 +299,33 @@ fn find_output(t: &Type, found: &mut Option<Type>) {
     }
 }
 
-/// Replaces the `async move { … }` in the body's final `Box::pin(…)` with the captured
-/// future.
-fn instrument_boxed_future(
+/// Replaces the async block the body ends in with the captured future.
+fn instrument_returned_future(
     block: &mut Block,
     prologue: &TokenStream,
+    fake_return: Option<TokenStream>,
     hook: &TokenStream,
 ) -> syn::Result<()> {
-    let Some(Stmt::Expr(Expr::Call(call), None)) = block.stmts.last_mut() else {
-        return Ok(());
+    let slot = match block.stmts.last_mut() {
+        Some(Stmt::Expr(e @ Expr::Async(_), None)) => e,
+        Some(Stmt::Expr(Expr::Call(call), None)) => match call.args.first_mut() {
+            Some(e @ Expr::Async(_)) => e,
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
     };
-    let Some(arg) = call.args.first_mut() else {
-        return Ok(());
-    };
-    let Expr::Async(async_block) = arg else {
+    let Expr::Async(async_block) = &*slot else {
         return Ok(());
     };
     let capture = async_block.capture;
     let stmts = &async_block.block.stmts;
     let wrapped: Expr = syn::parse2(quote! {
-        ::xray_lambda::__private::capture_future(&__XRAY_SITE, async #capture { #prologue #(#stmts)* }, #hook)
+        ::xray_lambda::__private::capture_future(
+            &__XRAY_SITE,
+            async #capture { #prologue #fake_return #(#stmts)* },
+            #hook,
+        )
     })?;
-    *arg = wrapped;
+    *slot = wrapped;
     Ok(())
 }
