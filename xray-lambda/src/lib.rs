@@ -128,13 +128,16 @@ pub use subsegment::{
 ///
 /// It applies to functions, `async fn`s, methods (`&self`, `&mut self`, `self`), generic
 /// functions, functions returning `impl Trait`, `unsafe fn`s and `#[async_trait]` methods
-/// (the inner future is instrumented, not the boxing). For an `async` block, use
+/// (the inner future is instrumented, not the boxing). A sync `fn` whose body ends in the
+/// future it returns (`-> impl Future<…> { async move { … } }`) has that future
+/// instrumented, not its construction. For an `async` block, use
 /// [`FutureExt::in_subsegment`].
 ///
 /// - The subsegment opens when the body starts (for `async fn`: at the first poll, not at
 ///   the call) and ends when it returns or the future completes; a future dropped before
 ///   completion ends it marked `{"xray_lambda": {"incomplete": "cancelled: future dropped before completion"}}`.
-/// - A return type spelled `…Result<T, E>` is inspected: an `Err` is recorded as a fault
+/// - A returned `Result` is inspected, however its type is spelled (an alias, `io::Result`,
+///   `Result<impl Debug, E>`): an `Err` is recorded as a fault
 ///   with one exception per error in its `source()` chain (`type` is `E`'s name). Boxed
 ///   `dyn Error`s keep their chain; other error types are recorded by `Display` or
 ///   `Debug`. When the same error propagates through several captured functions, the
