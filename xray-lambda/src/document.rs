@@ -565,6 +565,23 @@ impl Record {
 mod tests {
     use super::*;
 
+    /// An exception with a one-frame stack.
+    fn exception(kind: String, message: String) -> Exception {
+        Exception {
+            id: SegmentId::random(),
+            message,
+            kind,
+            remote: false,
+            cause: None,
+            stack: vec![StackFrame {
+                path: "a.rs".into(),
+                line: 1,
+                label: "f".into(),
+            }],
+            truncated: None,
+        }
+    }
+
     fn record() -> Record {
         Record::new(
             "n".into(),
@@ -633,19 +650,7 @@ mod tests {
         let mut r = record();
         r.metadata
             .insert("ns", "k", serde_json::value::to_raw_value(&"big").unwrap());
-        r.add_exceptions(vec![Exception {
-            id: SegmentId::random(),
-            message: "m".repeat(5000),
-            kind: "E".into(),
-            remote: false,
-            cause: None,
-            stack: vec![StackFrame {
-                path: "a.rs".into(),
-                line: 1,
-                label: "f".into(),
-            }],
-            truncated: None,
-        }]);
+        r.add_exceptions(vec![exception("E".into(), "m".repeat(5000))]);
         assert!(r.shrink(Shrink::Metadata));
         assert!(r.shrink(Shrink::Stacks));
         assert!(r.shrink(Shrink::Messages));
@@ -679,19 +684,7 @@ mod tests {
         });
         r.add_exceptions(
             (0..3)
-                .map(|_| Exception {
-                    id: SegmentId::random(),
-                    message: "m".repeat(3000),
-                    kind: "k".repeat(3000),
-                    remote: false,
-                    cause: None,
-                    stack: vec![StackFrame {
-                        path: "a.rs".into(),
-                        line: 1,
-                        label: "f".into(),
-                    }],
-                    truncated: None,
-                })
+                .map(|_| exception("k".repeat(3000), "m".repeat(3000)))
                 .collect(),
         );
         for step in Shrink::ALL {

@@ -253,15 +253,11 @@ mod tests {
         assert_eq!(doc["cause"]["exceptions"][0]["truncated"], 2000);
     }
 
+    /// An exception as the crate makes them, but with any type, however long.
     fn exception(kind: String, message: String) -> Exception {
         Exception {
-            id: SegmentId::random(),
-            message,
             kind,
-            remote: false,
-            cause: None,
-            stack: Vec::new(),
-            truncated: None,
+            ..crate::exception::exception(String::new(), message, None)
         }
     }
 
