@@ -15,16 +15,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use xray_local::document::flatten;
+use xray_local::validate::Validator;
 
-const SCHEMA: &str = include_str!("../../schema/xray-segmentdocument-schema-v1.0.0.json");
-const DATAGRAM_HEADER: &str = r#"{"format":"json","version":1}"#;
-
-/// A stand-in for the X-Ray daemon: collects every datagram, checks its header line,
-/// and validates the document against the schema.
+/// A stand-in for the X-Ray daemon: collects every datagram, checking it against the
+/// wire format and validating its document (nested subsegments included) against the
+/// schema, with `xray-local`'s validator.
 #[derive(Debug)]
 pub struct Daemon {
     pub addr: SocketAddr,
-    docs: Arc<Mutex<Vec<Value>>>,
+    datagrams: Arc<Mutex<Vec<Value>>>,
     problems: Arc<Mutex<Vec<String>>>,
 }
 
@@ -32,55 +32,46 @@ impl Daemon {
     pub fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = socket.local_addr().unwrap();
-        let docs = Arc::new(Mutex::new(Vec::new()));
+        let datagrams = Arc::new(Mutex::new(Vec::new()));
         let problems = Arc::new(Mutex::new(Vec::new()));
-        let schema: Value = serde_json::from_str(SCHEMA).unwrap();
-        let validator = jsonschema::draft4::new(&schema).unwrap();
-        let (d, p) = (docs.clone(), problems.clone());
+        let validator = Validator::new().unwrap();
+        let (d, p) = (datagrams.clone(), problems.clone());
         thread::spawn(move || {
             let mut buf = vec![0u8; 70_000];
             while let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let Some((header, body)) = text.split_once('\n') else {
-                    p.lock()
-                        .unwrap()
-                        .push(format!("datagram without header line: {text}"));
-                    continue;
-                };
-                if header != DATAGRAM_HEADER {
-                    p.lock()
-                        .unwrap()
-                        .push(format!("bad header line {header:?}"));
+                let (doc, wrong) = validator.check(&buf[..n]);
+                if !wrong.is_empty() {
+                    p.lock().unwrap().push(format!(
+                        "{wrong:?} in {}",
+                        String::from_utf8_lossy(&buf[..n])
+                    ));
                 }
-                match serde_json::from_str::<Value>(body) {
-                    Ok(doc) => {
-                        for e in validator.iter_errors(&doc) {
-                            p.lock()
-                                .unwrap()
-                                .push(format!("{e} at {} in {doc}", e.instance_path()));
-                        }
-                        d.lock().unwrap().push(doc);
-                    }
-                    Err(e) => p.lock().unwrap().push(format!("not JSON ({e}): {body}")),
+                if let Some(doc) = doc {
+                    d.lock().unwrap().push(doc);
                 }
             }
         });
         Daemon {
             addr,
-            docs,
+            datagrams,
             problems,
         }
     }
 
-    /// Waits until `n` documents arrived (or a timeout), then a little longer to catch
-    /// any that should not have come.
+    /// Waits until `n` segments and subsegments arrived (or a timeout), then a little
+    /// longer to catch any that should not have come.
     pub fn wait_for(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.docs.lock().unwrap().len() < n && Instant::now() < deadline {
+        while self.count() < n && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
         thread::sleep(Duration::from_millis(200));
         self.documents()
+    }
+
+    fn count(&self) -> usize {
+        let datagrams = self.datagrams.lock().unwrap();
+        datagrams.iter().map(xray_local::document::count).sum()
     }
 
     /// Waits for the daemon to stay quiet for a moment: for checks that nothing is sent.
@@ -89,14 +80,21 @@ impl Daemon {
         self.documents()
     }
 
+    /// Every segment and subsegment received, nested ones as documents of their own
+    /// (children before parents).
     pub fn documents(&self) -> Vec<Value> {
+        self.datagrams().iter().flat_map(flatten).collect()
+    }
+
+    /// The document of every datagram received.
+    pub fn datagrams(&self) -> Vec<Value> {
         let problems = self.problems.lock().unwrap();
         assert!(problems.is_empty(), "invalid documents: {problems:#?}");
-        self.docs.lock().unwrap().clone()
+        self.datagrams.lock().unwrap().clone()
     }
 
     pub fn clear(&self) {
-        self.docs.lock().unwrap().clear();
+        self.datagrams.lock().unwrap().clear();
     }
 }
 

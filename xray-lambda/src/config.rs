@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The daemon address when `AWS_XRAY_DAEMON_ADDRESS` is not set.
 pub(crate) const DEFAULT_DAEMON_ADDRESS: &str = "127.0.0.1:2000";
@@ -17,6 +19,17 @@ const ENV_CAPTURE_ERROR: &str = "POWERTOOLS_TRACER_CAPTURE_ERROR";
 const ENV_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 const ENV_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
 const ENV_SAM_LOCAL: &str = "AWS_SAM_LOCAL";
+const ENV_STREAMING_THRESHOLD: &str = "XRAY_LAMBDA_STREAMING_THRESHOLD";
+const ENV_TIMEOUT_MARGIN_MS: &str = "XRAY_LAMBDA_TIMEOUT_MARGIN_MS";
+
+/// Pending subsegments past which finished subtrees are sent early (the Java SDK's
+/// threshold; the Go SDK's is 20). Far more fit in one datagram than an invocation
+/// usually makes, so most invocations are one datagram.
+pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
+/// How long before an invocation's deadline what it holds is sent. Longer than one
+/// CPU-quota period (100 ms): a small function whose handler spins may not get the CPU
+/// back sooner.
+pub(crate) const DEFAULT_TIMEOUT_MARGIN: Duration = Duration::from_millis(200);
 
 /// The service name Powertools uses when none is configured.
 pub(crate) const DEFAULT_SERVICE_NAME: &str = "service_undefined";
@@ -144,6 +157,28 @@ pub(crate) fn capture_response() -> Option<bool> {
 
 pub(crate) fn capture_error() -> Option<bool> {
     env_bool(ENV_CAPTURE_ERROR)
+}
+
+/// Reads a number; `None` when unset or unreadable (with a warning).
+fn env_number<T: FromStr>(name: &str) -> Option<T> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            tracing::warn!("{name}={value:?} is not a whole number; ignoring it");
+            None
+        }
+    }
+}
+
+/// `XRAY_LAMBDA_STREAMING_THRESHOLD`, or the default.
+pub(crate) fn streaming_threshold() -> usize {
+    env_number(ENV_STREAMING_THRESHOLD).unwrap_or(DEFAULT_STREAMING_THRESHOLD)
+}
+
+/// `XRAY_LAMBDA_TIMEOUT_MARGIN_MS`, or the default; zero switches the flush off.
+pub(crate) fn timeout_margin() -> Duration {
+    env_number(ENV_TIMEOUT_MARGIN_MS).map_or(DEFAULT_TIMEOUT_MARGIN, Duration::from_millis)
 }
 
 pub(crate) fn trace_id_env() -> Option<String> {

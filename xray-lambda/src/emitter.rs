@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::config::{self, AddressError};
-use crate::document::{Record, Shrink};
+use crate::document::{Subtree, MAX_DOCUMENT_PREFIX};
 
 /// The line every datagram starts with.
 const HEADER: &[u8] = b"{\"format\":\"json\",\"version\":1}\n";
 /// The largest UDP payload the OS accepts over IPv4 (the daemon reads up to 64 KiB).
 pub(crate) const MAX_DATAGRAM: usize = 65_507;
+/// The largest encoded subtree that, sent on its own, fits one datagram.
+pub(crate) const MAX_SUBTREE: usize = MAX_DATAGRAM - HEADER.len() - MAX_DOCUMENT_PREFIX;
 /// Encode buffers grow to fit a document but are not kept above this size.
 const KEEP_BUFFER: usize = 2 * MAX_DATAGRAM;
 
@@ -75,15 +77,23 @@ impl Emitter {
             .clone()
     }
 
-    /// Encodes and sends `record`, shrinking it first if it would not fit in one
-    /// datagram. Failures are counted and logged once, never returned: tracing must not
-    /// disturb the function.
-    pub(crate) fn send(&self, mut record: Record) {
-        let mut send = |buf: &mut Vec<u8>| {
-            if encode_fitting(&mut record, buf) {
-                if let Err(e) = self.socket.send(buf) {
-                    self.failed(&e);
-                }
+    /// Sends `subtree` as one document. Failures are counted and logged once, never
+    /// returned: tracing must not disturb the function.
+    pub(crate) fn send(&self, subtree: &Subtree) {
+        let send = |buf: &mut Vec<u8>| {
+            buf.clear();
+            buf.extend_from_slice(HEADER);
+            subtree.write_document(buf);
+            if buf.len() > MAX_DATAGRAM {
+                // Subtrees are made to fit; this would be a bug, not a reason to fail.
+                tracing::error!(
+                    bytes = buf.len(),
+                    "X-Ray document too large for one datagram; not sent"
+                );
+                return;
+            }
+            if let Err(e) = self.socket.send(buf) {
+                self.failed(&e);
             }
         };
         // The thread's buffer, unless it is in use (a `Serialize` impl that traces) or
@@ -119,235 +129,38 @@ impl Emitter {
     }
 }
 
-/// Encodes `record` into `buf` (header line included), applying [`Shrink`] steps (each
-/// as often as it helps) until it fits [`MAX_DATAGRAM`]. Returns false, with an error
-/// logged, only if even the smallest form of the document does not fit, which a
-/// sanitized document cannot reach.
-pub(crate) fn encode_fitting(record: &mut Record, buf: &mut Vec<u8>) -> bool {
-    let mut steps = Shrink::ALL.iter().peekable();
-    loop {
-        buf.clear();
-        buf.extend_from_slice(HEADER);
-        if let Err(e) = serde_json::to_writer(&mut *buf, &*record) {
-            tracing::error!(error = %e, name = %record.name, "could not encode an X-Ray document");
-            return false;
-        }
-        if buf.len() <= MAX_DATAGRAM {
-            return true;
-        }
-        let size = buf.len();
-        let step = loop {
-            match steps.peek() {
-                Some(step) if record.shrink(**step) => break **step,
-                Some(_) => {
-                    steps.next();
-                }
-                None => {
-                    tracing::error!(
-                        name = %record.name,
-                        bytes = size,
-                        "X-Ray document is too large for one datagram even at its smallest; not sent"
-                    );
-                    return false;
-                }
-            }
-        };
-        tracing::warn!(
-            name = %record.name,
-            bytes = size,
-            cut = ?step,
-            "X-Ray document exceeds one datagram; shrinking it"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Aws, Exception, Http, HttpResponse, Kind, StackFrame};
+    use crate::document::{Children, Kind, Record, Timestamp};
     use crate::id::{SegmentId, TraceId};
     use std::time::Duration;
 
-    fn record() -> Record {
-        Record::new(
-            "big".into(),
+    fn subtree() -> Subtree {
+        let record = Record::new(
+            "doc".into(),
             SegmentId::random(),
             TraceId::new(),
             Some(SegmentId::random()),
             Kind::Subsegment,
-        )
-    }
-
-    fn listener() -> (UdpSocket, Emitter) {
-        let l = UdpSocket::bind("127.0.0.1:0").unwrap();
-        l.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let e = Emitter::connect(l.local_addr().unwrap()).unwrap();
-        (l, e)
-    }
-
-    fn receive(l: &UdpSocket) -> serde_json::Value {
-        let mut buf = vec![0u8; 70_000];
-        let n = l.recv(&mut buf).unwrap();
-        crate::context::test_support::parse_datagram(&buf[..n])
+            Timestamp::now(),
+        );
+        Subtree::encode(record, Children::default(), MAX_SUBTREE).0
     }
 
     #[test]
     fn sends_one_datagram_with_header_line() {
-        let (l, e) = listener();
-        let r = record();
-        let id = r.id.to_string();
-        e.send(r);
-        let doc = receive(&l);
-        assert_eq!(doc["id"], id);
+        let l = UdpSocket::bind("127.0.0.1:0").unwrap();
+        l.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let e = Emitter::connect(l.local_addr().unwrap()).unwrap();
+        let s = subtree();
+        e.send(&s);
+        let mut buf = vec![0u8; 70_000];
+        let n = l.recv(&mut buf).unwrap();
+        let doc = crate::context::test_support::parse_datagram(&buf[..n]);
+        assert_eq!(doc["name"], "doc");
         assert_eq!(doc["type"], "subsegment");
         assert_eq!(e.failures(), 0);
-    }
-
-    #[test]
-    fn oversized_metadata_is_dropped_and_marked() {
-        let (l, e) = listener();
-        let mut r = record();
-        let big = "x".repeat(100_000);
-        r.metadata.insert(
-            "default",
-            "response",
-            serde_json::value::to_raw_value(&big).unwrap(),
-        );
-        r.annotations.insert("kept", true.into());
-        e.send(r);
-        let doc = receive(&l);
-        assert_eq!(
-            doc["metadata"],
-            serde_json::json!({"xray_lambda": {"truncated": ["metadata"]}})
-        );
-        assert_eq!(doc["annotations"]["kept"], true);
-    }
-
-    #[test]
-    fn oversized_exceptions_lose_stacks_then_text() {
-        let mut r = record();
-        let frames = (0..2000)
-            .map(|i| StackFrame {
-                path: format!("src/module_{i}.rs"),
-                line: i,
-                label: "f".into(),
-            })
-            .collect();
-        r.add_exceptions(vec![Exception {
-            id: SegmentId::random(),
-            message: "m".repeat(80_000),
-            kind: "E".into(),
-            remote: false,
-            cause: None,
-            stack: frames,
-            truncated: None,
-        }]);
-        let mut buf = Vec::new();
-        assert!(encode_fitting(&mut r, &mut buf));
-        assert!(buf.len() <= MAX_DATAGRAM);
-        let doc = crate::context::test_support::parse_datagram(&buf);
-        assert_eq!(
-            doc["metadata"]["xray_lambda"]["truncated"],
-            serde_json::json!(["stacks", "messages"])
-        );
-        assert_eq!(doc["cause"]["exceptions"][0]["truncated"], 2000);
-    }
-
-    /// An exception as the crate makes them, but with any type, however long.
-    fn exception(kind: String, message: String) -> Exception {
-        Exception {
-            kind,
-            ..crate::exception::exception(String::new(), message, None)
-        }
-    }
-
-    #[test]
-    fn a_large_aws_parameter_is_dropped_not_the_document() {
-        let mut r = record();
-        let mut parameters = serde_json::Map::new();
-        parameters.insert("table_name".into(), "users".into());
-        parameters.insert("item".into(), "x".repeat(100_000).into());
-        r.aws = Some(Aws {
-            operation: "PutItem".into(),
-            parameters,
-            ..Aws::default()
-        });
-        let mut buf = Vec::new();
-        assert!(encode_fitting(&mut r, &mut buf));
-        let doc = crate::context::test_support::parse_datagram(&buf);
-        assert_eq!(doc["aws"]["operation"], "PutItem");
-        assert!(doc["aws"].get("item").is_none());
-        assert_eq!(
-            doc["aws"]["table_name"], "users",
-            "only the large one is cut"
-        );
-        assert_eq!(
-            doc["metadata"]["xray_lambda"]["truncated"],
-            serde_json::json!(["aws_parameters"])
-        );
-    }
-
-    #[test]
-    fn a_long_exception_type_is_cut_not_the_document() {
-        let mut r = record();
-        r.add_exceptions(vec![exception("T".repeat(100_000), "m".into())]);
-        let mut buf = Vec::new();
-        assert!(encode_fitting(&mut r, &mut buf));
-        let doc = crate::context::test_support::parse_datagram(&buf);
-        assert_eq!(
-            doc["cause"]["exceptions"][0]["type"]
-                .as_str()
-                .unwrap()
-                .len(),
-            1024
-        );
-    }
-
-    /// Every field that can grow at once, each past a datagram on its own: the document
-    /// still goes out, with its identity and timing.
-    #[test]
-    fn a_document_huge_in_every_field_still_fits() {
-        let mut r = record();
-        let huge = || "h".repeat(70_000);
-        r.metadata.insert(
-            "default",
-            "k",
-            serde_json::value::to_raw_value(&huge()).unwrap(),
-        );
-        for i in 0..2_000 {
-            r.annotations
-                .insert(&format!("key_{i}"), "v".repeat(1000).into());
-        }
-        r.add_exceptions((0..100).map(|_| exception(huge(), huge())).collect());
-        r.aws = Some(Aws {
-            operation: huge(),
-            request_id: Some(huge()),
-            ..Aws::default()
-        });
-        r.http = Some(Http {
-            response: Some(HttpResponse {
-                status: 200,
-                content_length: None,
-            }),
-        });
-        r.fault = true;
-        let mut buf = Vec::new();
-        assert!(encode_fitting(&mut r, &mut buf));
-        assert!(buf.len() <= MAX_DATAGRAM);
-        let doc = crate::context::test_support::parse_datagram(&buf);
-        assert_eq!(doc["name"], "big");
-        assert_eq!(doc["fault"], true);
-        assert_eq!(
-            doc["metadata"]["xray_lambda"]["truncated"],
-            // No stacks and no parameters to cut here.
-            serde_json::json!([
-                "metadata",
-                "messages",
-                "annotations",
-                "exceptions",
-                "cause_aws_http"
-            ])
-        );
     }
 
     #[test]
@@ -358,7 +171,7 @@ mod tests {
         };
         let e = Emitter::connect(port).unwrap();
         for _ in 0..3 {
-            e.send(record());
+            e.send(&subtree());
             std::thread::sleep(Duration::from_millis(10));
         }
         // The refusals came back (ICMP on a connected socket) and were counted, not raised.

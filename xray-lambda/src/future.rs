@@ -166,7 +166,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let trace = Trace::new(TraceId::new(), "", true, Some(d.emitter.clone()));
+            let trace = Trace::new(TraceId::new(), "", true, Some(d.emitter.clone()), 100);
             let segment = Subsegment::enter(Node::segment(trace, "segment".into()).unwrap());
             let others: Vec<_> = (0..20)
                 .map(|_| {

@@ -37,6 +37,11 @@ impl SegmentId {
         self.0.get()
     }
 
+    /// The 16 hex digits written on the wire.
+    pub(crate) fn to_hex(self) -> [u8; 16] {
+        hex_u64(self.0.get()).0
+    }
+
     /// The id `v` is, if it is not zero.
     pub(crate) fn from_u64(v: u64) -> Option<Self> {
         NonZeroU64::new(v).map(SegmentId)
@@ -103,6 +108,13 @@ impl TraceId {
     /// The epoch seconds encoded in the id.
     pub fn epoch_seconds(self) -> u32 {
         self.epoch
+    }
+
+    /// The id as it is written on the wire.
+    pub(crate) fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        self.write_to(&mut out);
+        out
     }
 
     fn write_to(self, out: &mut [u8; Self::LEN]) {

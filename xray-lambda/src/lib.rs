@@ -3,7 +3,8 @@
 //! Lambda owns the trace of each invocation: it records the function segment and hands
 //! the function a trace header. This crate attaches to that segment, adds subsegments
 //! under it (the handler, your own units of work, errors, annotations, metadata) and
-//! sends each one to the X-Ray daemon as it ends.
+//! sends them to the X-Ray daemon nested in the handler's subsegment: one datagram for
+//! most invocations.
 //!
 //! ```
 //! use xray_lambda::{begin_subsegment, put_annotation, FutureExt};
@@ -63,6 +64,7 @@ pub mod aws;
 mod capture;
 mod config;
 mod context;
+mod deadline;
 mod document;
 mod emitter;
 mod exception;

@@ -92,6 +92,12 @@ fn open_node(name: Name) -> Option<Arc<Node>> {
     if !*ENABLED.get_or_init(config::tracing_enabled) {
         return None;
     }
-    let trace = Trace::new(TraceId::new(), "", true, Some(Emitter::from_env()?));
+    let trace = Trace::new(
+        TraceId::new(),
+        "",
+        true,
+        Some(Emitter::from_env()?),
+        config::streaming_threshold(),
+    );
     Node::segment(trace, name)
 }

@@ -11,19 +11,14 @@
 //! trace as a timeline like the console's; `--html` also writes one self-contained page
 //! with the timelines and a service map.
 
-mod filter;
-mod html;
-mod text;
-mod trace;
-mod validate;
-
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
 use std::net::UdpSocket;
 use std::process::ExitCode;
 
-use filter::Filter;
 use serde_json::Value;
+use xray_local::filter::Filter;
+use xray_local::{document, html, text, trace, validate};
 
 const USAGE: &str = "usage:
   xray-local listen [--address HOST:PORT] [--jsonl FILE]
@@ -111,6 +106,11 @@ fn listen(args: &[String]) -> Result<(), String> {
             .and_then(|d| d["trace_id"].as_str())
             .unwrap_or("?")
             .to_owned();
+        let holds = match doc.as_ref().map_or(0, |d| document::count(d) - 1) {
+            0 => String::new(),
+            1 => " + 1 nested subsegment".to_owned(),
+            n => format!(" + {n} nested subsegments"),
+        };
         // Stored before it is reported: a line on the screen means it is in the file.
         if let (Some(doc), Some(file)) = (doc, sink.as_mut()) {
             writeln!(file, "{doc}")
@@ -118,9 +118,9 @@ fn listen(args: &[String]) -> Result<(), String> {
                 .map_err(|e| format!("cannot append: {e}"))?;
         }
         if problems.is_empty() {
-            println!("✓ {name}  ({trace}, {n} bytes)");
+            println!("✓ {name}{holds}  ({trace}, {n} bytes)");
         } else {
-            println!("✗ {name}  ({trace}, {n} bytes) is not a valid document:");
+            println!("✗ {name}{holds}  ({trace}, {n} bytes) is not a valid document:");
             for p in &problems {
                 println!("    {p}");
             }

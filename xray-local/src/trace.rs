@@ -107,10 +107,11 @@ impl Trace {
     }
 }
 
-/// Groups documents by trace id, in order of first arrival.
+/// Groups documents, and the subsegments nested in them, by trace id, in order of first
+/// arrival.
 pub fn group(docs: Vec<Value>) -> Vec<Trace> {
     let mut traces: Vec<Trace> = Vec::new();
-    for doc in docs {
+    for doc in docs.iter().flat_map(crate::document::flatten) {
         let Some(trace_id) = doc["trace_id"].as_str().map(str::to_owned) else {
             continue;
         };

@@ -40,24 +40,39 @@ impl Validator {
                 return (None, problems);
             }
         };
-        problems.extend(self.0.iter_errors(&doc).map(|e| {
-            let at = e.instance_path().to_string();
-            format!(
-                "{} {e}",
-                if at.is_empty() {
-                    "(document)".to_owned()
-                } else {
-                    at
-                }
-            )
-        }));
-        if doc.get("end_time").is_none() && doc["in_progress"] != true {
-            problems.push("neither end_time nor in_progress: true".into());
-        }
+        problems.extend(self.check_document(&doc));
+        (Some(doc), problems)
+    }
+
+    /// Everything wrong with a document (the JSON after a datagram's header line).
+    pub fn check_document(&self, doc: &Value) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .0
+            .iter_errors(doc)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                format!(
+                    "{} {e}",
+                    if at.is_empty() {
+                        "(document)".to_owned()
+                    } else {
+                        at
+                    }
+                )
+            })
+            .collect();
         if doc["type"] == "subsegment" && doc.get("parent_id").is_none() {
             problems.push("an independent subsegment needs parent_id".into());
         }
-        (Some(doc), problems)
+        for d in crate::document::flatten(doc) {
+            if d.get("end_time").is_none() && d["in_progress"] != true {
+                problems.push(format!(
+                    "{}: neither end_time nor in_progress: true",
+                    d["name"].as_str().unwrap_or("(no name)")
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -82,5 +97,9 @@ mod tests {
         assert!(all.contains("end_time"), "{all}");
         assert!(all.contains("parent_id"), "{all}");
         assert!(v.check(b"no newline").1[0].contains("header line"));
+        let unended_nested = br#"{"format":"json","version":1}
+{"name":"n","id":"1111222233334444","trace_id":"1-5759e988-bd862e3fe1be46a994272793","start_time":1.0,"end_time":2.0,"subsegments":[{"name":"inner","id":"2222333344445555","start_time":1.0}]}"#;
+        let (_, problems) = v.check(unended_nested);
+        assert_eq!(problems, ["inner: neither end_time nor in_progress: true"]);
     }
 }

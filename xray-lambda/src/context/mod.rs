@@ -3,6 +3,7 @@
 //! futures that carry a context of their own ([`Scope`]).
 
 mod current;
+mod emit;
 mod node;
 mod scope;
 mod trace;
@@ -46,6 +47,7 @@ pub(crate) mod test_support {
                 "Lineage=a87bd80c:0",
                 sampled,
                 Some(self.emitter.clone()),
+                crate::config::DEFAULT_STREAMING_THRESHOLD,
             );
             Node::facade(trace, SegmentId::random())
         }
@@ -54,9 +56,9 @@ pub(crate) mod test_support {
             self.socket.local_addr().unwrap().to_string()
         }
 
-        /// Every document received until the socket stays quiet, each checked against
-        /// the schema.
-        pub(crate) fn documents(&self) -> Vec<serde_json::Value> {
+        /// Every datagram's document received until the socket stays quiet, each
+        /// checked against the wire format and the schema.
+        pub(crate) fn datagrams(&self) -> Vec<serde_json::Value> {
             let mut out = Vec::new();
             let mut buf = vec![0u8; 70_000];
             while let Ok(n) = self.socket.recv(&mut buf) {
@@ -64,33 +66,35 @@ pub(crate) mod test_support {
             }
             out
         }
+
+        /// Every segment and subsegment received until the socket stays quiet, nested
+        /// ones as documents of their own, children before parents.
+        pub(crate) fn documents(&self) -> Vec<serde_json::Value> {
+            self.datagrams()
+                .iter()
+                .flat_map(xray_local::document::flatten)
+                .collect()
+        }
+    }
+
+    fn validator() -> &'static xray_local::validate::Validator {
+        static VALIDATOR: std::sync::OnceLock<xray_local::validate::Validator> =
+            std::sync::OnceLock::new();
+        VALIDATOR.get_or_init(|| xray_local::validate::Validator::new().unwrap())
     }
 
     /// The document in a datagram, after checking the header line and the schema.
     pub(crate) fn parse_datagram(datagram: &[u8]) -> serde_json::Value {
-        let text = std::str::from_utf8(datagram).unwrap();
-        let (header, body) = text.split_once('\n').unwrap();
-        assert_eq!(header, r#"{"format":"json","version":1}"#);
-        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_valid(&doc);
-        doc
+        assert!(datagram.len() <= crate::emitter::MAX_DATAGRAM);
+        let (doc, problems) = validator().check(datagram);
+        assert!(problems.is_empty(), "invalid datagram: {problems:?}");
+        doc.unwrap()
     }
 
     /// Panics unless `doc` is valid against AWS's segment-document schema.
     pub(crate) fn assert_valid(doc: &serde_json::Value) {
-        static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
-        let v = VALIDATOR.get_or_init(|| {
-            let schema = serde_json::from_str(include_str!(
-                "../../../schema/xray-segmentdocument-schema-v1.0.0.json"
-            ))
-            .unwrap();
-            jsonschema::draft4::new(&schema).unwrap()
-        });
-        let errors: Vec<String> = v
-            .iter_errors(doc)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
-        assert!(errors.is_empty(), "invalid document {doc}: {errors:?}");
+        let problems = validator().check_document(doc);
+        assert!(problems.is_empty(), "invalid document {doc}: {problems:?}");
     }
 
     /// Runs `f` with `node` current, as a traced future's poll would.

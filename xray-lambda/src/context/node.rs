@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use crate::document::{
-    AnnotationValue, Cause, ErrorKind, Exception, Kind, Name, Record, INCOMPLETE_KEY, SDK_NAMESPACE,
-};
+use crate::document::{AnnotationValue, Cause, Children, ErrorKind, Exception, Kind, Name, Record};
 use crate::header::TraceHeader;
 use crate::id::SegmentId;
 use crate::{panic, sanitize};
@@ -25,7 +23,7 @@ pub(crate) const ENDED_BY_CANCELLATION: &str = "cancelled: future dropped before
 pub(crate) const ENDED_BY_DROP: &str = "abandoned: dropped without being ended";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NodeKind {
+pub(super) enum NodeKind {
     /// Lambda's function segment, known only by id: never sent, never annotated. It
     /// lasts as long as its trace is open.
     Facade,
@@ -39,25 +37,27 @@ enum NodeKind {
 /// A segment or subsegment in a trace.
 #[derive(Debug)]
 pub(crate) struct Node {
-    trace: Arc<Trace>,
+    pub(super) trace: Arc<Trace>,
     id: SegmentId,
-    parent: Option<Arc<Node>>,
+    pub(super) parent: Option<Arc<Node>>,
     depth: u32,
-    kind: NodeKind,
+    pub(super) kind: NodeKind,
     ended: AtomicBool,
-    started: Instant,
+    pub(super) started: Instant,
     /// Where the trace's open set holds it.
     slot: u32,
     /// The exception id of a panic that unwound through a child of this node (0: none),
     /// so that this node, unwinding next, refers to it instead of recording it again.
     child_panic: AtomicU64,
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct State {
     /// The document being built; taken when the node ends. `None` for a facade.
-    record: Option<Record>,
+    pub(super) record: Option<Record>,
+    /// The children that ended, encoded, waiting to be nested in this node's document.
+    pub(super) children: Children,
     /// Errors the children recorded: when the same error reaches this node, it refers
     /// to the child's exception instead of repeating it.
     child_errors: ErrorOrigins,
@@ -128,12 +128,14 @@ impl Node {
         kind: NodeKind,
     ) -> Option<Arc<Self>> {
         let id = SegmentId::random();
+        let started = Instant::now();
         let record = Record::new(
             sanitize::sanitize_name(name),
             id,
             trace.root(),
             parent.as_ref().map(|p| p.id),
             document_kind,
+            trace.clock().timestamp(started),
         );
         let mut registered = true;
         let node = Arc::new_cyclic(|me| {
@@ -147,11 +149,12 @@ impl Node {
                 kind,
                 // A node the closed trace refused is born ended: never recorded, never sent.
                 ended: AtomicBool::new(!registered),
-                started: Instant::now(),
+                started,
                 slot: slot.unwrap_or(u32::MAX),
                 child_panic: AtomicU64::new(0),
                 state: Mutex::new(State {
                     record: registered.then_some(record),
+                    children: Children::default(),
                     child_errors: ErrorOrigins::default(),
                 }),
             }
@@ -347,7 +350,8 @@ impl Node {
         self.end_with(None);
     }
 
-    /// Ends the node, noting `incomplete` when something other than its own code ended it.
+    /// Ends the node, noting `incomplete` when something other than its own code ended
+    /// it. A root ends everything still open in its trace first.
     pub(crate) fn end_with(&self, incomplete: Option<&'static str>) {
         if self.kind == NodeKind::Facade || self.ended.swap(true, Ordering::AcqRel) {
             return;
@@ -359,16 +363,7 @@ impl Node {
         } else {
             self.trace.unregister(self.slot);
         }
-        let Some(mut record) = lock(&self.state).record.take() else {
-            return;
-        };
-        record.end_time = Some(record.start_time.after(self.started));
-        if let Some(reason) = incomplete {
-            if let Ok(v) = serde_json::value::to_raw_value(reason) {
-                record.metadata.insert(SDK_NAMESPACE, INCOMPLETE_KEY, v);
-            }
-        }
-        self.trace.send(record);
+        self.finish(incomplete);
     }
 
     /// Sends the node marked abandoned if nobody ended it.

@@ -1,9 +1,9 @@
 //! One trace as this process sees it: an invocation's, or a segment's begun here.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::document::Record;
+use crate::document::Clock;
 use crate::emitter::Emitter;
 use crate::header::{Sampling, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -27,20 +27,31 @@ pub(crate) struct Trace {
     sampled: bool,
     /// `Some` exactly when documents are recorded and sent.
     emitter: Option<Arc<Emitter>>,
+    /// Where the times of its documents come from.
+    clock: Clock,
     /// Set when the trace's root node ended: nothing begun after that is recorded in it.
     closed: AtomicBool,
     /// Nodes begun and not yet ended, so the root's end can end them.
     open: Mutex<OpenNodes>,
+    /// Finished subtrees held to be nested: their bytes and subsegments.
+    pub(super) pending_bytes: AtomicUsize,
+    pub(super) pending_count: AtomicUsize,
+    /// Past this many pending subsegments, the largest subtrees are sent early.
+    pub(super) streaming_threshold: usize,
+    /// Held for every send, so sends of one trace happen in order.
+    pub(super) emission: Mutex<()>,
 }
 
 impl Trace {
     /// A trace under `root`, propagating `extra` (the incoming header's other fields).
-    /// `emitter` is used only when the trace is sampled.
+    /// `emitter` is used only when the trace is sampled; finished subtrees are sent
+    /// early past `streaming_threshold` pending subsegments.
     pub(crate) fn new(
         root: TraceId,
         extra: &str,
         sampled: bool,
         emitter: Option<Arc<Emitter>>,
+        streaming_threshold: usize,
     ) -> Arc<Self> {
         crate::panic::install_hook();
         Arc::new(Trace {
@@ -48,9 +59,22 @@ impl Trace {
             extra: extra.to_owned(),
             sampled,
             emitter: emitter.filter(|_| sampled),
+            clock: Clock::new(),
             closed: AtomicBool::new(false),
             open: Mutex::new(OpenNodes::default()),
+            pending_bytes: AtomicUsize::new(0),
+            pending_count: AtomicUsize::new(0),
+            streaming_threshold,
+            emission: Mutex::new(()),
         })
+    }
+
+    pub(super) fn emitter(&self) -> Option<&Emitter> {
+        self.emitter.as_deref()
+    }
+
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub(crate) fn root(&self) -> TraceId {
@@ -76,12 +100,6 @@ impl Trace {
         TraceHeader::from_parts(self.root, Some(parent), sampling, &self.extra)
     }
 
-    pub(super) fn send(&self, record: Record) {
-        if let Some(emitter) = &self.emitter {
-            emitter.send(record);
-        }
-    }
-
     /// Registers a node being created, unless the trace is closed. The slot it gives
     /// back makes [`Self::unregister`] O(1).
     pub(super) fn register(&self, node: Weak<Node>) -> Option<u32> {
@@ -94,6 +112,11 @@ impl Trace {
 
     pub(super) fn unregister(&self, slot: u32) {
         lock(&self.open).remove(slot);
+    }
+
+    /// The nodes open now.
+    pub(super) fn open_nodes(&self) -> Vec<Arc<Node>> {
+        lock(&self.open).nodes()
     }
 
     /// Closes the trace and gives the nodes still open, deepest first (so children are
@@ -137,6 +160,14 @@ impl OpenNodes {
                 self.free.push(slot);
             }
         }
+    }
+
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     fn drain(&mut self) -> Vec<Weak<Node>> {

@@ -8,12 +8,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::LambdaEvent;
 
 use crate::config;
 use crate::context::{Context as TraceContext, Entered, Node, OnComplete, Opened, Scope, Trace};
+use crate::deadline::{self, Watch};
 use crate::document::ErrorKind;
 use crate::emitter::Emitter;
 use crate::exception;
@@ -78,6 +80,7 @@ impl Shared {
             header.extra(),
             header.is_sampled(),
             self.emitter.clone(),
+            self.settings.streaming_threshold,
         );
         let facade = Node::facade(trace, parent);
         let handler = Node::child(&facade, self.settings.names.handler.clone().into(), true);
@@ -93,11 +96,42 @@ impl Shared {
     /// function segment to attach to).
     fn local_trace(&self, emitter: Arc<Emitter>, cold: bool) -> Opened {
         let handler = Node::segment(
-            Trace::new(TraceId::new(), "", true, Some(emitter)),
+            Trace::new(
+                TraceId::new(),
+                "",
+                true,
+                Some(emitter),
+                self.settings.streaming_threshold,
+            ),
             self.settings.names.handler.clone().into(),
         );
         self.annotate(handler.as_deref(), cold);
         Opened::node_or_current(handler)
+    }
+
+    /// Arranges for what the invocation holds to be sent `timeout_margin` before its
+    /// deadline (`deadline_ms`, ms since the epoch), in case the handler is still running
+    /// then. With less time than the margin left, at half the time left.
+    fn watch_deadline(&self, handler: Option<&Node>, deadline_ms: u64) -> Option<Watch> {
+        let margin = self.settings.timeout_margin;
+        let handler = handler.filter(|_| !margin.is_zero() && deadline_ms > 0)?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let left = Duration::from_millis(deadline_ms.checked_sub(now_ms)?);
+        let now = Instant::now();
+        let deadline = now + left;
+        let flush_at = if left > margin {
+            deadline - margin
+        } else {
+            now + left / 2
+        };
+        let trace = Arc::downgrade(handler.trace());
+        deadline::at(flush_at, move || {
+            if let Some(trace) = trace.upgrade() {
+                trace.flush_before_deadline(deadline);
+            }
+        })
     }
 
     fn annotate(&self, handler: Option<&Node>, cold: bool) {
@@ -210,6 +244,28 @@ impl<C> XRayLayer<C> {
         self
     }
 
+    /// How long before each invocation's deadline everything it holds is sent, in case
+    /// the handler is still running then (default 200 ms, or
+    /// `XRAY_LAMBDA_TIMEOUT_MARGIN_MS`; zero switches it off). Subsegments still open
+    /// are sent ended at that moment, as faults whose cause says the function was about
+    /// to time out and how long each had been running; if the handler then finishes, the
+    /// complete documents follow with the same ids and replace them. With less time left
+    /// than the margin when an invocation starts, this happens halfway to the deadline.
+    pub fn timeout_margin(mut self, margin: Duration) -> Self {
+        self.settings.timeout_margin = margin;
+        self
+    }
+
+    /// How many finished subsegments an invocation holds, to send nested in its
+    /// handler's document, before the largest finished subtrees are sent early as
+    /// documents of their own (default 100, or `XRAY_LAMBDA_STREAMING_THRESHOLD`;
+    /// zero sends each subsegment as soon as it ends). Whatever the threshold, what is
+    /// held never exceeds one datagram.
+    pub fn streaming_threshold(mut self, subsegments: usize) -> Self {
+        self.settings.streaming_threshold = subsegments;
+        self
+    }
+
     /// For handlers whose response is not `Serialize` (response streaming): the
     /// response is not recorded.
     pub fn opaque_response(self) -> XRayLayer<NoResponseCapture> {
@@ -279,6 +335,9 @@ where
 
     fn call(&mut self, event: LambdaEvent<A>) -> Self::Future {
         let Opened { mut context, node } = self.shared.start(&event.context);
+        let watch = self
+            .shared
+            .watch_deadline(node.as_deref(), event.context.deadline);
         let called = {
             let _entered = Entered::new(&mut context);
             catch_unwind(AssertUnwindSafe(|| self.inner.call(event)))
@@ -290,6 +349,7 @@ where
                     Opened { context, node },
                     Handler {
                         shared: self.shared.clone(),
+                        watch,
                         capture: PhantomData,
                     },
                 ),
@@ -308,6 +368,8 @@ where
 /// Records the handler's outcome on its subsegment.
 struct Handler<C> {
     shared: Arc<Shared>,
+    /// The deadline watch, dropped (so cancelled) when the handler finishes.
+    watch: Option<Watch>,
     capture: PhantomData<fn() -> C>,
 }
 
@@ -323,6 +385,7 @@ where
     C: CaptureResponse<R>,
 {
     fn on_complete(&mut self, node: &Node, output: &Result<R, E>) {
+        self.watch = None;
         let s = &self.shared.settings;
         match output {
             Ok(response) => {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::config::{self, AddressError};
 use crate::emitter::Emitter;
@@ -51,6 +52,10 @@ pub(super) struct Settings {
     pub daemon: Daemon,
     /// `sam local invoke` sends no trace header: start a local trace instead.
     pub sam_local: bool,
+    /// How long before the deadline what an invocation holds is sent; zero: never.
+    pub timeout_margin: Duration,
+    /// Pending subsegments past which finished subtrees are sent early.
+    pub streaming_threshold: usize,
     /// The emitter for `daemon`, connected once however many services the layer makes.
     connected: Arc<OnceLock<Option<Arc<Emitter>>>>,
 }
@@ -70,6 +75,8 @@ impl Settings {
             capture_error: config::capture_error().unwrap_or(true),
             daemon: Daemon::FromEnv,
             sam_local: config::sam_local(),
+            timeout_margin: config::timeout_margin(),
+            streaming_threshold: config::streaming_threshold(),
             connected: Arc::default(),
         }
     }

@@ -8,29 +8,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn validator() -> jsonschema::Validator {
-    let schema = serde_json::from_str(include_str!(
-        "../../../schema/xray-segmentdocument-schema-v1.0.0.json"
-    ))
-    .unwrap();
-    jsonschema::draft4::new(&schema).unwrap()
-}
+use xray_local::document::flatten;
+use xray_local::validate::Validator;
 
 /// The document in one datagram, after checking the daemon's header line and validating
-/// it against the segment document schema.
-fn parse(datagram: &[u8], validator: &jsonschema::Validator) -> Value {
-    let text = std::str::from_utf8(datagram).unwrap();
-    let (header, body) = text.split_once('\n').unwrap();
-    assert_eq!(header, r#"{"format":"json","version":1}"#);
-    let doc: Value = serde_json::from_str(body).unwrap();
-    assert!(validator.is_valid(&doc), "invalid document {doc}");
-    doc
+/// it (nested subsegments included) against the segment document schema.
+fn parse(datagram: &[u8], validator: &Validator) -> Value {
+    let (doc, problems) = validator.check(datagram);
+    assert!(problems.is_empty(), "invalid datagram: {problems:?}");
+    doc.unwrap()
 }
 
-/// Every document that reaches `socket` until its read timeout.
+/// Every segment and subsegment that reaches `socket` until its read timeout, nested
+/// ones as documents of their own (children before parents).
 pub fn receive_all(socket: &UdpSocket) -> Vec<Value> {
-    let validator = validator();
+    receive_datagrams(socket).iter().flat_map(flatten).collect()
+}
+
+/// Every datagram's document that reaches `socket` until its read timeout.
+pub fn receive_datagrams(socket: &UdpSocket) -> Vec<Value> {
+    let validator = Validator::new().unwrap();
     let mut out = Vec::new();
     let mut buf = vec![0u8; 70_000];
     while let Ok(n) = socket.recv(&mut buf) {
@@ -53,7 +50,7 @@ impl Collector {
         let docs = Arc::new(Mutex::new(Vec::new()));
         let sink = docs.clone();
         std::thread::spawn(move || {
-            let validator = validator();
+            let validator = Validator::new().unwrap();
             let mut buf = vec![0u8; 70_000];
             while let Ok(n) = socket.recv(&mut buf) {
                 let doc = parse(&buf[..n], &validator);
@@ -63,20 +60,23 @@ impl Collector {
         Collector { address, docs }
     }
 
-    /// The documents of trace `trace_id`, once none has arrived for a moment.
+    /// The segments and subsegments of trace `trace_id` (nested ones as documents of
+    /// their own), once no datagram has arrived for a moment.
     pub fn trace(&self, trace_id: &str) -> Vec<Value> {
-        self.settle();
-        self.docs
-            .lock()
-            .unwrap()
-            .iter()
+        self.all()
+            .into_iter()
             .filter(|d| d["trace_id"] == trace_id)
-            .cloned()
             .collect()
     }
 
-    /// Every document received, once none has arrived for a moment.
+    /// Every segment and subsegment received (nested ones as documents of their own),
+    /// once no datagram has arrived for a moment.
     pub fn all(&self) -> Vec<Value> {
+        self.datagrams().iter().flat_map(flatten).collect()
+    }
+
+    /// The document of every datagram received, once none has arrived for a moment.
+    pub fn datagrams(&self) -> Vec<Value> {
         self.settle();
         self.docs.lock().unwrap().clone()
     }

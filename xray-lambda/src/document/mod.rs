@@ -1,8 +1,15 @@
 //! The segment document as sent to the daemon: the one place that knows the JSON names.
+//!
+//! [`Record`] is a segment or subsegment being recorded; [`Subtree`] is one that ended,
+//! encoded with the subsegments that ended under it nested inside; [`Shrink`] makes a
+//! record fit one datagram.
+
+mod encode;
+mod shrink;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -10,8 +17,8 @@ use serde_json::value::RawValue;
 
 use crate::id::{SegmentId, TraceId};
 
-/// The `"type"` of an independent subsegment document.
-const SUBSEGMENT_TYPE: &str = "subsegment";
+pub(crate) use encode::{Children, Subtree, MAX_DOCUMENT_PREFIX};
+pub(crate) use shrink::Shrink;
 /// Metadata namespace when none is given.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";
 /// Metadata namespace for what this crate itself notes on a document.
@@ -52,7 +59,7 @@ impl ErrorKind {
 
 /// Epoch time in microseconds; on the wire, seconds as a JSON number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Timestamp(u64);
+pub(crate) struct Timestamp(pub(crate) u64);
 
 impl Timestamp {
     pub(crate) fn now() -> Self {
@@ -64,16 +71,36 @@ impl Timestamp {
         )
     }
 
-    /// `self` plus the time elapsed since `since`: end times come from the monotonic
-    /// clock, so `end_time >= start_time` even if the wall clock steps back.
-    pub(crate) fn after(self, since: Instant) -> Self {
-        Timestamp(self.0 + since.elapsed().as_micros() as u64)
+    /// Whole seconds and the microseconds after them.
+    fn parts(self) -> (u64, u32) {
+        (self.0 / 1_000_000, (self.0 % 1_000_000) as u32)
     }
 }
 
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.0 as f64 / 1e6)
+/// Wall-clock times from the monotonic clock: read once, then every time is the anchor
+/// plus the time elapsed since. One clock read per timestamp, and within a trace
+/// `end_time >= start_time` even if the wall clock steps back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    wall: Timestamp,
+    at: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            wall: Timestamp::now(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The wall-clock time of `instant`.
+    pub(crate) fn timestamp(&self, instant: Instant) -> Timestamp {
+        let micros = |d: Duration| d.as_micros() as u64;
+        match instant.checked_duration_since(self.at) {
+            Some(after) => Timestamp(self.wall.0 + micros(after)),
+            None => Timestamp(self.wall.0.saturating_sub(micros(self.at - instant))),
+        }
     }
 }
 
@@ -312,123 +339,32 @@ pub(crate) struct Aws {
     pub parameters: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Whether a document is a top-level segment or an independent subsegment.
+/// Whether a document is a top-level segment or a subsegment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Segment,
     Subsegment,
 }
 
-impl Serialize for Kind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Kind::Subsegment => s.serialize_str(SUBSEGMENT_TYPE),
-            // Skipped by `skip_serializing_if`; segments carry no `type`.
-            Kind::Segment => s.serialize_none(),
-        }
-    }
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-impl Kind {
-    fn is_segment(&self) -> bool {
-        *self == Kind::Segment
-    }
-}
-
-/// One segment or subsegment document.
-#[derive(Clone, Debug, Serialize)]
+/// One segment or subsegment document, as it is recorded.
+#[derive(Clone, Debug)]
 pub(crate) struct Record {
     pub name: Name,
     pub id: SegmentId,
     pub trace_id: TraceId,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<SegmentId>,
-    #[serde(rename = "type", skip_serializing_if = "Kind::is_segment")]
     pub kind: Kind,
     pub start_time: Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Timestamp>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub in_progress: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<&'static str>,
-    #[serde(skip_serializing_if = "is_false")]
     pub error: bool,
-    #[serde(skip_serializing_if = "is_false")]
     pub throttle: bool,
-    #[serde(skip_serializing_if = "is_false")]
     pub fault: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<Cause>,
-    #[serde(skip_serializing_if = "Annotations::is_empty")]
     pub annotations: Annotations,
-    #[serde(skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<Http>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<Aws>,
-}
-
-/// Ways to make a document smaller, tried in order until it fits one datagram. Every
-/// field that can grow is cut by one of them, and the last leaves only the fields of
-/// fixed size, so every document can be made to fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shrink {
-    /// All metadata (user data: most likely what is large).
-    Metadata,
-    /// The largest request parameter recorded on an AWS call (again while it helps).
-    Parameters,
-    /// Exception stacks.
-    Stacks,
-    /// Exception messages and types, cut to [`SHRUNK_TEXT_CHARS`].
-    Messages,
-    /// All annotations.
-    Annotations,
-    /// Every exception but the first.
-    Exceptions,
-    /// Everything else that can grow: the cause, `aws` and `http`.
-    Rest,
-}
-
-impl Shrink {
-    pub(crate) const ALL: [Shrink; 7] = [
-        Shrink::Metadata,
-        Shrink::Parameters,
-        Shrink::Stacks,
-        Shrink::Messages,
-        Shrink::Annotations,
-        Shrink::Exceptions,
-        Shrink::Rest,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Shrink::Metadata => "metadata",
-            Shrink::Parameters => "aws_parameters",
-            Shrink::Stacks => "stacks",
-            Shrink::Messages => "messages",
-            Shrink::Annotations => "annotations",
-            Shrink::Exceptions => "exceptions",
-            Shrink::Rest => "cause_aws_http",
-        }
-    }
-}
-
-/// Exception messages and types are cut to this many characters when a document is too
-/// large.
-const SHRUNK_TEXT_CHARS: usize = 1024;
-
-/// Cuts `s` to `max` characters; whether it changed.
-fn cut(s: &mut String, max: usize) -> bool {
-    let keep = crate::sanitize::truncate_chars(s, max).len();
-    let changed = keep < s.len();
-    s.truncate(keep);
-    changed
 }
 
 impl Record {
@@ -438,6 +374,7 @@ impl Record {
         trace_id: TraceId,
         parent_id: Option<SegmentId>,
         kind: Kind,
+        start_time: Timestamp,
     ) -> Self {
         Record {
             name,
@@ -445,9 +382,8 @@ impl Record {
             trace_id,
             parent_id,
             kind,
-            start_time: Timestamp::now(),
+            start_time,
             end_time: None,
-            in_progress: false,
             namespace: None,
             error: false,
             throttle: false,
@@ -468,105 +404,36 @@ impl Record {
         }
     }
 
-    fn exceptions_mut(&mut self) -> &mut [Exception] {
-        match &mut self.cause {
-            Some(Cause::Exceptions { exceptions, .. }) => exceptions,
-            _ => &mut [],
-        }
-    }
-
-    /// Applies one shrinking step; returns whether it removed anything.
-    pub(crate) fn shrink(&mut self, step: Shrink) -> bool {
-        let changed = match step {
-            Shrink::Metadata => {
-                // What shrinking itself noted does not count.
-                let had = self.metadata.0.iter().any(|(ns, entries)| {
-                    ns != SDK_NAMESPACE || entries.iter().any(|(k, _)| k != TRUNCATED_KEY)
-                });
-                if had {
-                    self.metadata.clear();
-                }
-                had
-            }
-            Shrink::Parameters => self.aws.as_mut().is_some_and(|aws| {
-                let largest = aws
-                    .parameters
-                    .iter()
-                    .max_by_key(|(k, v)| k.len() + v.to_string().len())
-                    .map(|(k, _)| k.clone());
-                largest.is_some_and(|k| aws.parameters.remove(&k).is_some())
-            }),
-            Shrink::Annotations => {
-                let had = !self.annotations.is_empty();
-                self.annotations = Annotations::default();
-                had
-            }
-            Shrink::Stacks => {
-                let mut changed = false;
-                for e in self
-                    .exceptions_mut()
-                    .iter_mut()
-                    .filter(|e| !e.stack.is_empty())
-                {
-                    e.truncated = Some(e.truncated.unwrap_or(0) + e.stack.len() as u32);
-                    e.stack.clear();
-                    changed = true;
-                }
-                changed
-            }
-            Shrink::Messages => {
-                let mut changed = false;
-                for e in self.exceptions_mut() {
-                    changed |= cut(&mut e.message, SHRUNK_TEXT_CHARS);
-                    changed |= cut(&mut e.kind, SHRUNK_TEXT_CHARS);
-                }
-                changed
-            }
-            Shrink::Exceptions => match &mut self.cause {
-                Some(Cause::Exceptions { exceptions, .. }) if exceptions.len() > 1 => {
-                    exceptions.truncate(1);
-                    exceptions[0].cause = None;
-                    true
-                }
-                _ => false,
-            },
-            Shrink::Rest => {
-                let had = self.cause.is_some() || self.aws.is_some() || self.http.is_some();
-                self.cause = None;
-                self.aws = None;
-                self.http = None;
-                had
-            }
-        };
-        if changed {
-            self.note_truncated(step);
-        }
-        changed
-    }
-
-    fn note_truncated(&mut self, step: Shrink) {
-        let mut cut: Vec<&str> = Vec::new();
-        if let Some((_, entries)) = self.metadata.0.iter().find(|(ns, _)| ns == SDK_NAMESPACE) {
-            if let Some((_, v)) = entries.iter().find(|(k, _)| k == TRUNCATED_KEY) {
-                cut = serde_json::from_str(v.get()).unwrap_or_default();
-            }
-        }
-        if cut.contains(&step.label()) {
-            return;
-        }
-        cut.push(step.label());
-        if let Ok(v) = serde_json::value::to_raw_value(&cut) {
-            self.metadata.insert(SDK_NAMESPACE, TRUNCATED_KEY, v);
+    /// Notes, under this crate's metadata namespace, why the record did not end by
+    /// itself.
+    pub(crate) fn note_incomplete(&mut self, reason: &str) {
+        if let Ok(v) = serde_json::value::to_raw_value(reason) {
+            self.metadata.insert(SDK_NAMESPACE, INCOMPLETE_KEY, v);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_records {
+    //! Records and exceptions for the tests of the document layer.
     use super::*;
 
+    /// A subsegment document with fixed ids and times.
+    pub(crate) fn record() -> Record {
+        let mut r = Record::new(
+            "n".into(),
+            SegmentId::parse("1111222233334444").unwrap(),
+            TraceId::parse("1-5759e988-bd862e3fe1be46a994272793").unwrap(),
+            SegmentId::parse("53995c3f42cd8ad8"),
+            Kind::Subsegment,
+            Timestamp(1_795_460_769_158_351),
+        );
+        r.end_time = Some(Timestamp(1_795_460_769_158_362));
+        r
+    }
+
     /// An exception with a one-frame stack.
-    fn exception(kind: String, message: String) -> Exception {
+    pub(crate) fn exception(kind: String, message: String) -> Exception {
         Exception {
             id: SegmentId::random(),
             message,
@@ -581,45 +448,23 @@ mod tests {
             truncated: None,
         }
     }
+}
 
-    fn record() -> Record {
-        Record::new(
-            "n".into(),
-            SegmentId::parse("1111222233334444").unwrap(),
-            TraceId::parse("1-5759e988-bd862e3fe1be46a994272793").unwrap(),
-            SegmentId::parse("53995c3f42cd8ad8"),
-            Kind::Subsegment,
-        )
-    }
+#[cfg(test)]
+mod tests {
+    use super::test_records::record;
+    use super::*;
 
     #[test]
-    fn minimal_subsegment_json() {
-        let mut r = record();
-        r.start_time = Timestamp(1_795_460_769_158_351);
-        r.end_time = Some(Timestamp(1_795_460_769_158_362));
-        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "name": "n",
-                "id": "1111222233334444",
-                "trace_id": "1-5759e988-bd862e3fe1be46a994272793",
-                "parent_id": "53995c3f42cd8ad8",
-                "type": "subsegment",
-                "start_time": 1795460769.158351,
-                "end_time": 1795460769.158362,
-            })
-        );
-    }
-
-    #[test]
-    fn segments_have_no_type_or_parent() {
-        let mut r = record();
-        r.kind = Kind::Segment;
-        r.parent_id = None;
-        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert!(v.get("type").is_none());
-        assert!(v.get("parent_id").is_none());
+    fn clock_times_follow_the_monotonic_clock() {
+        let clock = Clock::new();
+        let start = Instant::now();
+        let later = start + Duration::from_millis(1500);
+        let (a, b) = (clock.timestamp(start), clock.timestamp(later));
+        assert_eq!(b.0 - a.0, 1_500_000);
+        assert!(a.0.abs_diff(Timestamp::now().0) < 1_000_000);
+        let before = clock.timestamp(clock.at - Duration::from_secs(1));
+        assert_eq!(clock.wall.0 - before.0, 1_000_000);
     }
 
     #[test]
@@ -637,70 +482,10 @@ mod tests {
             "j",
             serde_json::value::to_raw_value(&[1, 2]).unwrap(),
         );
-        let s = serde_json::to_string(&r).unwrap();
-        assert!(s.contains(r#""annotations":{"b":true,"a":"x"}"#), "{s}");
-        assert!(
-            s.contains(r#""metadata":{"ns":{"k":2},"default":{"j":[1,2]}}"#),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn shrinking_marks_what_was_cut() {
-        let mut r = record();
-        r.metadata
-            .insert("ns", "k", serde_json::value::to_raw_value(&"big").unwrap());
-        r.add_exceptions(vec![exception("E".into(), "m".repeat(5000))]);
-        assert!(r.shrink(Shrink::Metadata));
-        assert!(r.shrink(Shrink::Stacks));
-        assert!(r.shrink(Shrink::Messages));
-        assert!(!r.shrink(Shrink::Exceptions));
-        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let s = serde_json::to_string(&(&r.annotations, &r.metadata)).unwrap();
         assert_eq!(
-            v["metadata"],
-            serde_json::json!({"xray_lambda": {"truncated": ["metadata", "stacks", "messages"]}})
-        );
-        let e = &v["cause"]["exceptions"][0];
-        assert_eq!(e["truncated"], 1);
-        assert!(e.get("stack").is_none());
-        assert_eq!(e["message"].as_str().unwrap().len(), SHRUNK_TEXT_CHARS);
-    }
-
-    /// The emitter applies each step for as long as it changes something: every step
-    /// must run out, including after the notes shrinking itself leaves.
-    #[test]
-    fn every_shrink_step_runs_out() {
-        let mut r = record();
-        r.metadata
-            .insert("ns", "k", serde_json::value::to_raw_value(&"v").unwrap());
-        r.annotations.insert("a", 1i64.into());
-        let mut parameters = serde_json::Map::new();
-        for i in 0..5 {
-            parameters.insert(format!("p{i}"), i.into());
-        }
-        r.aws = Some(Aws {
-            parameters,
-            ..Aws::default()
-        });
-        r.add_exceptions(
-            (0..3)
-                .map(|_| exception("k".repeat(3000), "m".repeat(3000)))
-                .collect(),
-        );
-        for step in Shrink::ALL {
-            let mut applied = 0;
-            while r.shrink(step) {
-                applied += 1;
-                assert!(applied <= 5, "{step:?} does not run out");
-            }
-        }
-        let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(
-            v["metadata"],
-            serde_json::json!({"xray_lambda": {"truncated": [
-                "metadata", "aws_parameters", "stacks", "messages", "annotations",
-                "exceptions", "cause_aws_http"
-            ]}})
+            s,
+            r#"[{"b":true,"a":"x"},{"ns":{"k":2},"default":{"j":[1,2]}}]"#
         );
     }
 }

@@ -1,0 +1,209 @@
+//! How a trace's nodes become documents.
+//!
+//! A subsegment that ends is encoded once, with the subsegments that ended under it
+//! nested inside ([`Subtree`]), and handed to its parent; the top-level one (the
+//! handler's, or a segment) is sent with everything under it. Most invocations cost
+//! one datagram.
+//!
+//! What is held for a trace (its pending tree) stays bounded: when it would not fit in
+//! one datagram, or holds more subsegments than the trace's streaming threshold, the
+//! largest finished subtrees are sent early as documents of their own, so nothing is
+//! dropped and memory stays flat however long an invocation runs.
+//!
+//! Before an invocation's deadline, [`Trace::flush_before_deadline`] sends copies of
+//! everything it holds, the subsegments still open marked as about to time out; if the
+//! handler then finishes, the true documents follow and replace them (same ids). Every
+//! send of a trace goes through one lock, so a copy can never overtake the true one.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::document::{Cause, Children, Subtree};
+use crate::emitter::MAX_SUBTREE;
+use crate::exception;
+use crate::id::SegmentId;
+
+use super::node::{Node, NodeKind};
+use super::trace::{lock, Trace};
+
+/// The `type` of the exception a subsegment still open at the deadline is sent with.
+pub(crate) const TIMEOUT_TYPE: &str = "Timeout";
+/// The incomplete note of a subsegment sent before the deadline while still open.
+pub(crate) const ENDED_BY_DEADLINE: &str =
+    "about to time out: sent before the deadline while still running";
+
+impl Node {
+    /// Encodes the node's record with its finished children into its parent's; a
+    /// top-level node (or one whose parent already ended) is sent.
+    pub(super) fn finish(&self, incomplete: Option<&'static str>) {
+        let (record, children) = {
+            let mut state = lock(&self.state);
+            (state.record.take(), std::mem::take(&mut state.children))
+        };
+        let Some(mut record) = record else {
+            return;
+        };
+        self.trace
+            .pending_remove(children.bytes(), children.count());
+        record.end_time = Some(self.trace.clock().timestamp(Instant::now()));
+        if let Some(reason) = incomplete {
+            record.note_incomplete(reason);
+        }
+        if let Some(parent) = self.parent.as_ref().filter(|p| p.kind != NodeKind::Facade) {
+            let mut state = lock(&parent.state);
+            if state.record.is_some() {
+                let before = (state.children.bytes(), state.children.count());
+                let overflow = state.children.add(record, children, MAX_SUBTREE);
+                self.trace.pending_add(
+                    state.children.bytes() - before.0,
+                    state.children.count() - before.1,
+                );
+                drop(state);
+                self.trace.send(&overflow);
+                self.trace.stream_if_over();
+                return;
+            }
+        }
+        let (subtree, overflow) = Subtree::encode(record, children, MAX_SUBTREE);
+        self.trace.send(&overflow);
+        self.trace.send(std::slice::from_ref(&subtree));
+    }
+}
+
+impl Trace {
+    /// Sends `subtrees`, each as a document of its own, in order with every other send
+    /// of the trace.
+    pub(super) fn send(&self, subtrees: &[Subtree]) {
+        if subtrees.is_empty() {
+            return;
+        }
+        if let Some(emitter) = self.emitter() {
+            let _order = lock(&self.emission);
+            for s in subtrees {
+                emitter.send(s);
+            }
+        }
+    }
+
+    fn pending_add(&self, bytes: usize, count: usize) {
+        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.pending_count.fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn pending_remove(&self, bytes: usize, count: usize) {
+        self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.pending_count.fetch_sub(count, Ordering::Relaxed);
+    }
+
+    fn over(&self, bytes: usize, count: usize) -> bool {
+        self.pending_bytes.load(Ordering::Relaxed) > bytes
+            || self.pending_count.load(Ordering::Relaxed) > count
+    }
+
+    /// When the pending tree would not fit in one datagram, or holds more subsegments
+    /// than the threshold, sends the largest finished subtrees until it is down to half
+    /// of both (so that streaming happens seldom, not at every subsegment).
+    fn stream_if_over(&self) {
+        if !self.over(MAX_SUBTREE, self.streaming_threshold) {
+            return;
+        }
+        let mut held: Vec<(usize, SegmentId, Arc<Node>)> = Vec::new();
+        for node in self.open_nodes() {
+            for (id, size) in lock(&node.state).children.sizes() {
+                held.push((size, id, node.clone()));
+            }
+        }
+        held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        let mut out = Vec::new();
+        for (_, id, node) in held {
+            if !self.over(MAX_SUBTREE / 2, self.streaming_threshold / 2) {
+                break;
+            }
+            let mut state = lock(&node.state);
+            let before = (state.children.bytes(), state.children.count());
+            if let Some(s) = state.children.take(id) {
+                self.pending_remove(
+                    before.0 - state.children.bytes(),
+                    before.1 - state.children.count(),
+                );
+                out.push(s);
+            }
+        }
+        self.send(&out);
+    }
+
+    /// Sends a copy of everything the trace holds, as it would be if the function ended
+    /// now: every node still open ended at this moment, a fault whose cause says it was
+    /// about to time out and how long it had been running, with its finished children
+    /// nested. Nothing is sent for a trace that already ended.
+    pub(crate) fn flush_before_deadline(&self, deadline: Instant) {
+        let Some(emitter) = self.emitter() else {
+            return;
+        };
+        let _order = lock(&self.emission);
+        if self.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        let mut nodes = self.open_nodes();
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.depth()));
+        // Copies of open children, waiting for their (open) parent to be copied.
+        let mut open_children: HashMap<SegmentId, Children> = HashMap::new();
+        let mut out = Vec::new();
+        for node in &nodes {
+            let (record, mut children) = {
+                let state = lock(&node.state);
+                (state.record.clone(), state.children.clone())
+            };
+            let Some(mut record) = record else {
+                continue;
+            };
+            // Open children go after the finished ones: they began before most of them
+            // ended, but X-Ray orders subsegments by time, not by position.
+            if let Some(open) = open_children.remove(&node.id()) {
+                children.append(open);
+            }
+            record.end_time = Some(self.clock().timestamp(now));
+            record.fault = true;
+            let timeout = exception::exception(
+                TIMEOUT_TYPE.into(),
+                timeout_message(now.saturating_duration_since(node.started), left),
+                None,
+            );
+            match &mut record.cause {
+                Some(Cause::Exceptions { exceptions, .. }) => exceptions.push(timeout),
+                cause => *cause = Some(Cause::exceptions(vec![timeout])),
+            }
+            record.note_incomplete(ENDED_BY_DEADLINE);
+            match node.parent.as_ref().filter(|p| p.is_recording()) {
+                Some(parent) => {
+                    let siblings = open_children.entry(parent.id()).or_default();
+                    out.extend(siblings.add(record, children, MAX_SUBTREE));
+                }
+                None => {
+                    let (subtree, overflow) = Subtree::encode(record, children, MAX_SUBTREE);
+                    out.extend(overflow);
+                    out.push(subtree);
+                }
+            }
+        }
+        // Copies whose parent ended meanwhile go on their own.
+        for mut orphans in open_children.into_values() {
+            out.extend(orphans.take_all());
+        }
+        for s in &out {
+            emitter.send(s);
+        }
+    }
+}
+
+fn timeout_message(running: Duration, left: Duration) -> String {
+    format!(
+        "the function was about to time out ({} ms before its deadline); this subsegment had been running for {:.3} s",
+        left.as_millis(),
+        running.as_secs_f64()
+    )
+}

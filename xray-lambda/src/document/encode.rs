@@ -1,0 +1,677 @@
+//! Writing documents. Each record is encoded once, when it ends, as a nested subsegment
+//! with the subsegments that ended under it inside ([`Subtree`]); the fields only a
+//! document sent on its own needs (`trace_id`, `parent_id`, `type`) are put in front
+//! when it is sent. Nesting a child is then a copy of its bytes, and every size is
+//! known exactly.
+
+use std::cmp::Reverse;
+
+use serde::Serialize;
+
+use super::{Kind, Record, Shrink, Timestamp};
+use crate::id::{SegmentId, TraceId};
+
+/// The most bytes the fields of a document sent on its own add in front of a subtree:
+/// `{"trace_id":"<35>","parent_id":"<16>","type":"subsegment",` is 96.
+pub(crate) const MAX_DOCUMENT_PREFIX: usize = 100;
+
+/// Levels of subsegments one document nests at most; a subtree deeper than that is
+/// sent on its own. JSON readers limit nesting (serde_json to 128 levels, and each
+/// level of subsegments is two: an array and an object).
+pub(crate) const MAX_NESTING: u32 = 32;
+
+const SUBSEGMENTS_OPEN: &[u8] = b",\"subsegments\":[";
+/// `]}` after the nested subsegments.
+const SUBSEGMENTS_CLOSE: usize = 2;
+
+/// The finished children of a record, waiting to be nested in its `subsegments`: each
+/// encoded with its own finished children inside, one after another in one buffer (so
+/// a leaf subsegment costs no allocation of its own), and each still separable to be
+/// sent early on its own.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Children {
+    json: Vec<u8>,
+    items: Vec<Child>,
+    /// Subsegments in all of them.
+    count: usize,
+}
+
+/// Where one child is in [`Children::json`], and what it holds.
+#[derive(Clone, Copy, Debug)]
+struct Child {
+    start: usize,
+    len: usize,
+    /// Subsegments in it, itself included.
+    count: usize,
+    /// Levels of subsegments nested below it.
+    depth: u32,
+    id: SegmentId,
+    trace_id: TraceId,
+    parent_id: Option<SegmentId>,
+}
+
+impl Children {
+    /// Bytes of all of them.
+    pub(crate) fn bytes(&self) -> usize {
+        self.json.len()
+    }
+
+    /// Subsegments in all of them.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The ids of the children, with their sizes.
+    pub(crate) fn sizes(&self) -> impl Iterator<Item = (SegmentId, usize)> + '_ {
+        self.items.iter().map(|c| (c.id, c.len))
+    }
+
+    /// Encodes `record` as one more child, shrunk if it would not fit in `limit` bytes on
+    /// its own, with as many of `its_children` nested as fit: the largest of them, and
+    /// any nested too deep, are given back (largest first) to be sent on their own.
+    pub(crate) fn add(
+        &mut self,
+        record: Record,
+        its_children: Children,
+        limit: usize,
+    ) -> Vec<Subtree> {
+        self.push(record, its_children, limit).1
+    }
+
+    fn push(
+        &mut self,
+        mut record: Record,
+        its_children: Children,
+        limit: usize,
+    ) -> (Child, Vec<Subtree>) {
+        let start = self.json.len();
+        write_fitting(&mut record, &mut self.json, start, limit);
+        let own = self.json.len() - start;
+        let room = limit.saturating_sub(own + SUBSEGMENTS_OPEN.len() + SUBSEGMENTS_CLOSE);
+        let (nested, overflow) = its_children.fit(room);
+        let mut count = 1;
+        let mut depth = 0;
+        for (i, child) in nested.iter().enumerate() {
+            self.json
+                .extend_from_slice(if i == 0 { SUBSEGMENTS_OPEN } else { b"," });
+            self.json.extend_from_slice(its_children.slice(child));
+            count += child.count;
+            depth = depth.max(child.depth + 1);
+        }
+        if !nested.is_empty() {
+            self.json.push(b']');
+        }
+        self.json.push(b'}');
+        let child = Child {
+            start,
+            len: self.json.len() - start,
+            count,
+            depth,
+            id: record.id,
+            trace_id: record.trace_id,
+            parent_id: record.parent_id,
+        };
+        self.items.push(child);
+        self.count += count;
+        let overflow = overflow
+            .into_iter()
+            .map(|c| its_children.subtree(&c, Kind::Subsegment))
+            .collect();
+        (child, overflow)
+    }
+
+    /// Moves `other`'s children after these.
+    pub(crate) fn append(&mut self, other: Children) {
+        let offset = self.json.len();
+        self.json.extend_from_slice(&other.json);
+        self.items.extend(other.items.into_iter().map(|c| Child {
+            start: c.start + offset,
+            ..c
+        }));
+        self.count += other.count;
+    }
+
+    /// Takes out every child, each to be sent on its own.
+    pub(crate) fn take_all(&mut self) -> Vec<Subtree> {
+        let out = self
+            .items
+            .iter()
+            .map(|c| self.subtree(c, Kind::Subsegment))
+            .collect();
+        *self = Children::default();
+        out
+    }
+
+    /// Takes out the child `id`, to be sent on its own.
+    pub(crate) fn take(&mut self, id: SegmentId) -> Option<Subtree> {
+        let i = self.items.iter().position(|c| c.id == id)?;
+        let child = self.items.remove(i);
+        let subtree = self.subtree(&child, Kind::Subsegment);
+        self.json.drain(child.start..child.start + child.len);
+        for later in &mut self.items[i..] {
+            later.start -= child.len;
+        }
+        self.count -= child.count;
+        Some(subtree)
+    }
+
+    fn slice(&self, c: &Child) -> &[u8] {
+        self.json.get(c.start..c.start + c.len).unwrap_or_default()
+    }
+
+    fn subtree(&self, c: &Child, kind: Kind) -> Subtree {
+        Subtree {
+            trace_id: c.trace_id,
+            parent_id: c.parent_id,
+            kind,
+            json: self.slice(c).to_vec(),
+        }
+    }
+
+    /// Splits the children into those nested (in their order) and those sent on their
+    /// own (largest first): too deep, or too large to fit in `room` bytes with the rest.
+    fn fit(&self, room: usize) -> (Vec<Child>, Vec<Child>) {
+        let (mut nested, mut overflow): (Vec<Child>, Vec<Child>) =
+            self.items.iter().partition(|c| c.depth < MAX_NESTING);
+        let mut size: usize = nested.iter().map(|c| c.len + 1).sum();
+        if size > room {
+            let mut by_size: Vec<usize> = (0..nested.len()).collect();
+            by_size.sort_unstable_by_key(|&i| Reverse(nested[i].len));
+            let mut out = vec![false; nested.len()];
+            for i in by_size {
+                if size <= room {
+                    break;
+                }
+                size -= nested[i].len + 1;
+                out[i] = true;
+            }
+            let mut keep = Vec::with_capacity(nested.len());
+            for (child, out) in nested.into_iter().zip(out) {
+                if out {
+                    overflow.push(child);
+                } else {
+                    keep.push(child);
+                }
+            }
+            nested = keep;
+        }
+        overflow.sort_unstable_by_key(|c| Reverse(c.len));
+        (nested, overflow)
+    }
+}
+
+/// A segment or subsegment with the subsegments nested in it, encoded, to be sent as a
+/// document of its own.
+#[derive(Clone, Debug)]
+pub(crate) struct Subtree {
+    trace_id: TraceId,
+    parent_id: Option<SegmentId>,
+    kind: Kind,
+    /// The nested form: no `trace_id`, `parent_id` or `type`.
+    json: Vec<u8>,
+}
+
+impl Subtree {
+    /// Encodes `record` to be sent on its own, with as many of `children` nested as fit
+    /// in `limit` bytes (see [`Children::add`]); gives back the children that did not.
+    pub(crate) fn encode(
+        record: Record,
+        children: Children,
+        limit: usize,
+    ) -> (Subtree, Vec<Subtree>) {
+        let kind = record.kind;
+        let mut one = Children::default();
+        let (child, overflow) = one.push(record, children, limit);
+        (one.subtree(&child, kind), overflow)
+    }
+
+    /// Writes it as a document of its own: the nested form with `trace_id` (and, for a
+    /// subsegment, `parent_id` and `type`) in front.
+    pub(crate) fn write_document(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"trace_id\":\"");
+        out.extend_from_slice(&self.trace_id.to_bytes());
+        out.push(b'"');
+        if let Some(parent) = self.parent_id {
+            out.extend_from_slice(b",\"parent_id\":\"");
+            out.extend_from_slice(&parent.to_hex());
+            out.push(b'"');
+        }
+        if self.kind == Kind::Subsegment {
+            out.extend_from_slice(b",\"type\":\"subsegment\"");
+        }
+        out.push(b',');
+        out.extend_from_slice(self.json.get(1..).unwrap_or_default());
+    }
+}
+
+/// Writes the record's own fields at `start` in `out` (an object left open for
+/// `subsegments`), applying [`Shrink`] steps, each as often as it helps, until they fit
+/// in `limit` bytes.
+fn write_fitting(record: &mut Record, out: &mut Vec<u8>, start: usize, limit: usize) {
+    let mut steps = Shrink::ALL.iter().peekable();
+    loop {
+        out.truncate(start);
+        write_fields(record, out);
+        // The closing brace is one more byte.
+        let size = out.len() - start;
+        if size < limit {
+            return;
+        }
+        let step = loop {
+            match steps.peek() {
+                Some(step) if record.shrink(**step) => break **step,
+                Some(_) => {
+                    steps.next();
+                }
+                // Only names, ids, times and flags are left: they always fit.
+                None => return,
+            }
+        };
+        tracing::warn!(
+            name = %record.name,
+            bytes = size,
+            cut = ?step,
+            "X-Ray document exceeds one datagram; shrinking it"
+        );
+    }
+}
+
+fn write_fields(r: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"name\":");
+    write_json(out, &*r.name);
+    out.extend_from_slice(b",\"id\":\"");
+    out.extend_from_slice(&r.id.to_hex());
+    out.extend_from_slice(b"\",\"start_time\":");
+    write_time(out, r.start_time);
+    match r.end_time {
+        Some(end) => {
+            out.extend_from_slice(b",\"end_time\":");
+            write_time(out, end);
+        }
+        None => out.extend_from_slice(b",\"in_progress\":true"),
+    }
+    if let Some(ns) = r.namespace {
+        out.extend_from_slice(b",\"namespace\":");
+        write_json(out, ns);
+    }
+    for (set, flag) in [
+        (r.error, &b",\"error\":true"[..]),
+        (r.throttle, b",\"throttle\":true"),
+        (r.fault, b",\"fault\":true"),
+    ] {
+        if set {
+            out.extend_from_slice(flag);
+        }
+    }
+    if let Some(cause) = &r.cause {
+        write_field(out, "cause", cause);
+    }
+    if !r.annotations.is_empty() {
+        write_field(out, "annotations", &r.annotations);
+    }
+    if !r.metadata.is_empty() {
+        write_field(out, "metadata", &r.metadata);
+    }
+    if let Some(http) = &r.http {
+        write_field(out, "http", http);
+    }
+    if let Some(aws) = &r.aws {
+        write_field(out, "aws", aws);
+    }
+}
+
+/// `,"name":<value>`; a value that cannot be encoded is left out, with a warning.
+fn write_field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) {
+    let start = out.len();
+    out.push(b',');
+    write_json(out, name);
+    out.push(b':');
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
+        out.truncate(start);
+        tracing::warn!(field = name, error = %e, "X-Ray document field could not be encoded; left out");
+    }
+}
+
+/// Strings and the plain values written here cannot fail to encode into a `Vec`.
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Seconds since the epoch with six decimals: `1795460769.158351`.
+fn write_time(out: &mut Vec<u8>, t: Timestamp) {
+    let (secs, micros) = t.parts();
+    write_u64(out, secs);
+    out.push(b'.');
+    let mut digits = [b'0'; 6];
+    let mut m = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    out.extend_from_slice(&digits);
+}
+
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_records::{exception, record};
+    use super::super::{Aws, Http, HttpResponse, Record, StackFrame};
+    use super::*;
+    use serde_json::{json, Value};
+
+    const LIMIT: usize = crate::emitter::MAX_SUBTREE;
+
+    /// The subtree as a document of its own, checked against the schema.
+    fn document(s: &Subtree) -> Value {
+        let mut out = Vec::new();
+        s.write_document(&mut out);
+        assert!(out.len() <= LIMIT + MAX_DOCUMENT_PREFIX);
+        let doc = serde_json::from_slice(&out).unwrap();
+        crate::context::test_support::assert_valid(&doc);
+        doc
+    }
+
+    fn encode(r: Record, children: Children) -> Subtree {
+        let (s, overflow) = Subtree::encode(r, children, LIMIT);
+        assert!(overflow.is_empty());
+        s
+    }
+
+    /// A record named `name` under `parent`, padded with `bytes` of metadata.
+    fn named(name: &'static str, parent: &Record, bytes: usize) -> Record {
+        let mut r = record();
+        r.name = name.into();
+        r.id = SegmentId::random();
+        r.parent_id = Some(parent.id);
+        if bytes > 0 {
+            r.metadata.insert(
+                "default",
+                "pad",
+                serde_json::value::to_raw_value(&"p".repeat(bytes)).unwrap(),
+            );
+        }
+        r
+    }
+
+    fn names(docs: &[Value]) -> Vec<&str> {
+        docs.iter().map(|d| d["name"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_subsegment_on_its_own() {
+        let s = encode(record(), Children::default());
+        let mut out = Vec::new();
+        s.write_document(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"trace_id":"1-5759e988-bd862e3fe1be46a994272793","parent_id":"53995c3f42cd8ad8","type":"subsegment","name":"n","id":"1111222233334444","start_time":1795460769.158351,"end_time":1795460769.158362}"#
+        );
+    }
+
+    #[test]
+    fn a_segment_has_no_type_or_parent() {
+        let mut r = record();
+        r.kind = Kind::Segment;
+        r.parent_id = None;
+        let doc = document(&encode(r, Children::default()));
+        assert!(doc.get("type").is_none() && doc.get("parent_id").is_none());
+        assert_eq!(doc["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn every_field_and_times_with_leading_zeros() {
+        let mut r = record();
+        r.start_time = Timestamp(1_795_460_769_000_007);
+        r.end_time = None;
+        r.namespace = Some("aws");
+        (r.error, r.throttle, r.fault) = (true, true, true);
+        r.annotations.insert("k", "v \"quoted\"".into());
+        r.add_exceptions(vec![exception("E".into(), "m".into())]);
+        r.http = Some(Http {
+            response: Some(HttpResponse {
+                status: 429,
+                content_length: Some(3),
+            }),
+        });
+        r.aws = Some(Aws {
+            operation: "PutItem".into(),
+            ..Aws::default()
+        });
+        let doc = document(&encode(r, Children::default()));
+        assert_eq!(doc["start_time"].to_string(), "1795460769.000007");
+        assert_eq!(doc["in_progress"], true);
+        assert_eq!(doc["namespace"], "aws");
+        assert_eq!(
+            (&doc["error"], &doc["throttle"], &doc["fault"]),
+            (&json!(true), &json!(true), &json!(true))
+        );
+        assert_eq!(doc["annotations"]["k"], "v \"quoted\"");
+        assert_eq!(doc["cause"]["exceptions"][0]["type"], "E");
+        assert_eq!(doc["http"]["response"]["status"], 429);
+        assert_eq!(doc["aws"]["operation"], "PutItem");
+    }
+
+    #[test]
+    fn children_are_nested_without_the_fields_a_document_needs_alone() {
+        let parent = record();
+        let b = named("b", &parent, 0);
+        let mut under_b = Children::default();
+        under_b.add(named("c", &b, 0), Children::default(), LIMIT);
+        let mut children = Children::default();
+        children.add(named("a", &parent, 0), Children::default(), LIMIT);
+        children.add(b, under_b, LIMIT);
+        assert_eq!(children.count(), 3);
+        let doc = document(&encode(parent, children));
+        let nested = doc["subsegments"].as_array().unwrap();
+        assert_eq!(names(nested), ["a", "b"]);
+        for c in nested {
+            assert!(
+                c.get("trace_id").is_none()
+                    && c.get("parent_id").is_none()
+                    && c.get("type").is_none()
+            );
+        }
+        assert_eq!(nested[1]["subsegments"][0]["name"], "c");
+        assert_eq!(xray_local::document::count(&doc), 4);
+    }
+
+    #[test]
+    fn the_largest_children_are_left_out_to_be_sent_alone() {
+        let parent = record();
+        let mut children = Children::default();
+        for (name, bytes) in [
+            ("small", 10),
+            ("large", 40_000),
+            ("medium", 30_000),
+            ("larger", 50_000),
+        ] {
+            children.add(named(name, &parent, bytes), Children::default(), LIMIT);
+        }
+        let (s, overflow) = Subtree::encode(parent, children, LIMIT);
+        let alone: Vec<Value> = overflow.iter().map(document).collect();
+        assert_eq!(
+            names(&alone),
+            ["larger", "large"],
+            "largest first, only as many as needed"
+        );
+        for o in &alone {
+            assert_eq!(o["parent_id"], "1111222233334444");
+        }
+        let doc = document(&s);
+        assert_eq!(
+            names(doc["subsegments"].as_array().unwrap()),
+            ["small", "medium"],
+            "the rest, in their order"
+        );
+    }
+
+    #[test]
+    fn a_child_can_be_taken_out_and_the_rest_still_nest() {
+        let parent = record();
+        let mut children = Children::default();
+        let ids: Vec<SegmentId> = ["a", "b", "c"]
+            .into_iter()
+            .map(|n| {
+                let r = named(n, &parent, 0);
+                let id = r.id;
+                children.add(r, Children::default(), LIMIT);
+                id
+            })
+            .collect();
+        let b = children.take(ids[1]).unwrap();
+        assert!(children.take(ids[1]).is_none());
+        assert_eq!(document(&b)["name"], "b");
+        assert_eq!(children.count(), 2);
+        let doc = document(&encode(parent, children));
+        assert_eq!(names(doc["subsegments"].as_array().unwrap()), ["a", "c"]);
+    }
+
+    #[test]
+    fn subtrees_nested_too_deeply_are_sent_alone() {
+        fn depth(doc: &Value) -> u32 {
+            doc["subsegments"]
+                .as_array()
+                .map_or(0, |c| 1 + c.iter().map(depth).max().unwrap_or(0))
+        }
+        let mut children = Children::default();
+        let mut sent_alone = Vec::new();
+        for level in 1..=(MAX_NESTING + 5) {
+            let mut next = Children::default();
+            let overflow = next.add(record(), children, LIMIT);
+            if let Some(o) = overflow.first() {
+                sent_alone.push((level, depth(&document(o))));
+            }
+            children = next;
+        }
+        // Cut once: a subtree already MAX_NESTING deep is not nested again.
+        assert_eq!(sent_alone, [(MAX_NESTING + 2, MAX_NESTING)]);
+        let doc = document(&encode(record(), children));
+        assert_eq!(depth(&doc), 4);
+    }
+
+    #[test]
+    fn oversized_metadata_is_dropped_and_marked() {
+        let mut r = record();
+        r.metadata.insert(
+            "default",
+            "response",
+            serde_json::value::to_raw_value(&"x".repeat(100_000)).unwrap(),
+        );
+        r.annotations.insert("kept", true.into());
+        let doc = document(&encode(r, Children::default()));
+        assert_eq!(
+            doc["metadata"],
+            json!({"xray_lambda": {"truncated": ["metadata"]}})
+        );
+        assert_eq!(doc["annotations"]["kept"], true);
+    }
+
+    #[test]
+    fn oversized_exceptions_lose_stacks_then_text() {
+        let mut r = record();
+        let mut e = exception("E".into(), "m".repeat(80_000));
+        e.stack = (0..2000)
+            .map(|i| StackFrame {
+                path: format!("src/module_{i}.rs"),
+                line: i,
+                label: "f".into(),
+            })
+            .collect();
+        r.add_exceptions(vec![e]);
+        let doc = document(&encode(r, Children::default()));
+        assert_eq!(
+            doc["metadata"]["xray_lambda"]["truncated"],
+            json!(["stacks", "messages"])
+        );
+        assert_eq!(doc["cause"]["exceptions"][0]["truncated"], 2000);
+    }
+
+    #[test]
+    fn a_large_aws_parameter_is_dropped_not_the_document() {
+        let mut r = record();
+        let mut parameters = serde_json::Map::new();
+        parameters.insert("table_name".into(), "users".into());
+        parameters.insert("item".into(), "x".repeat(100_000).into());
+        r.aws = Some(Aws {
+            operation: "PutItem".into(),
+            parameters,
+            ..Aws::default()
+        });
+        let doc = document(&encode(r, Children::default()));
+        assert_eq!(doc["aws"]["operation"], "PutItem");
+        assert!(doc["aws"].get("item").is_none());
+        assert_eq!(
+            doc["aws"]["table_name"], "users",
+            "only the large one is cut"
+        );
+        assert_eq!(
+            doc["metadata"]["xray_lambda"]["truncated"],
+            json!(["aws_parameters"])
+        );
+    }
+
+    #[test]
+    fn a_long_exception_type_is_cut_not_the_document() {
+        let mut r = record();
+        r.add_exceptions(vec![exception("T".repeat(100_000), "m".into())]);
+        let doc = document(&encode(r, Children::default()));
+        assert_eq!(
+            doc["cause"]["exceptions"][0]["type"]
+                .as_str()
+                .unwrap()
+                .len(),
+            1024
+        );
+    }
+
+    /// Every field that can grow at once, each past a datagram on its own: the document
+    /// still goes out, with its identity and timing.
+    #[test]
+    fn a_document_huge_in_every_field_still_fits() {
+        let mut r = record();
+        let huge = || "h".repeat(70_000);
+        r.metadata.insert(
+            "default",
+            "k",
+            serde_json::value::to_raw_value(&huge()).unwrap(),
+        );
+        for i in 0..2_000 {
+            r.annotations
+                .insert(&format!("key_{i}"), "v".repeat(1000).into());
+        }
+        let mut e = exception(huge(), huge());
+        e.stack.clear();
+        r.add_exceptions(vec![e; 100]);
+        r.aws = Some(Aws {
+            operation: huge(),
+            request_id: Some(huge()),
+            ..Aws::default()
+        });
+        r.fault = true;
+        let doc = document(&encode(r, Children::default()));
+        assert_eq!((&doc["name"], &doc["fault"]), (&json!("n"), &json!(true)));
+        assert_eq!(
+            doc["metadata"]["xray_lambda"]["truncated"],
+            json!([
+                "metadata",
+                "messages",
+                "annotations",
+                "exceptions",
+                "cause_aws_http"
+            ])
+        );
+    }
+}
