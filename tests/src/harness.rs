@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use xray_local::document::flatten;
@@ -24,7 +24,7 @@ use xray_local::validate::Validator;
 #[derive(Debug)]
 pub struct Daemon {
     pub addr: SocketAddr,
-    datagrams: Arc<Mutex<Vec<Value>>>,
+    datagrams: Arc<Mutex<Vec<(SystemTime, Value)>>>,
     problems: Arc<Mutex<Vec<String>>>,
 }
 
@@ -47,7 +47,7 @@ impl Daemon {
                     ));
                 }
                 if let Some(doc) = doc {
-                    d.lock().unwrap().push(doc);
+                    d.lock().unwrap().push((SystemTime::now(), doc));
                 }
             }
         });
@@ -69,9 +69,23 @@ impl Daemon {
         self.documents()
     }
 
+    /// Waits until `n` datagrams arrived (or a timeout), then a little longer to catch
+    /// any that should not have come; gives them with when each arrived.
+    pub fn wait_for_datagrams(&self, n: usize) -> Vec<(SystemTime, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.datagrams.lock().unwrap().len() < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(200));
+        self.arrivals()
+    }
+
     fn count(&self) -> usize {
         let datagrams = self.datagrams.lock().unwrap();
-        datagrams.iter().map(xray_local::document::count).sum()
+        datagrams
+            .iter()
+            .map(|(_, d)| xray_local::document::count(d))
+            .sum()
     }
 
     /// Waits for the daemon to stay quiet for a moment: for checks that nothing is sent.
@@ -88,6 +102,11 @@ impl Daemon {
 
     /// The document of every datagram received.
     pub fn datagrams(&self) -> Vec<Value> {
+        self.arrivals().into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// The document of every datagram received, with when it arrived.
+    pub fn arrivals(&self) -> Vec<(SystemTime, Value)> {
         let problems = self.problems.lock().unwrap();
         assert!(problems.is_empty(), "invalid documents: {problems:#?}");
         self.datagrams.lock().unwrap().clone()
@@ -308,9 +327,23 @@ pub struct RuntimeStub {
 
 #[derive(Debug, Default)]
 struct StubState {
-    queue: VecDeque<(String, Option<String>, String)>,
+    queue: VecDeque<Queued>,
     results: Vec<(String, String, String)>,
+    /// The deadline each invocation was handed out with.
+    deadlines: Vec<(String, SystemTime)>,
 }
+
+/// An invocation waiting for the function to ask for it.
+#[derive(Debug)]
+struct Queued {
+    id: String,
+    header: Option<String>,
+    payload: String,
+    deadline: Duration,
+}
+
+/// How long the stub gives an invocation unless told otherwise.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
 impl RuntimeStub {
     pub fn start() -> Self {
@@ -334,29 +367,51 @@ impl RuntimeStub {
     /// Queues an invocation; returns when the function has answered it, with
     /// `("response" | "error", body)`.
     pub fn invoke(&self, trace_header: Option<&str>, payload: &Value) -> (String, Value) {
+        let id = self.queue(trace_header, payload, DEFAULT_DEADLINE);
+        self.answer(&id, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("the function did not answer {id}"))
+    }
+
+    /// Queues an invocation whose deadline (`Lambda-Runtime-Deadline-Ms`) is `deadline`
+    /// after the function receives it; returns its request id at once.
+    pub fn queue(&self, trace_header: Option<&str>, payload: &Value, deadline: Duration) -> String {
         let id = format!("req-{}", rand_suffix());
         let (lock, cvar) = &*self.state;
-        lock.lock().unwrap().queue.push_back((
-            id.clone(),
-            trace_header.map(str::to_owned),
-            payload.to_string(),
-        ));
+        lock.lock().unwrap().queue.push_back(Queued {
+            id: id.clone(),
+            header: trace_header.map(str::to_owned),
+            payload: payload.to_string(),
+            deadline,
+        });
         cvar.notify_all();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        id
+    }
+
+    /// The deadline invocation `id` was handed out with, once the function took it.
+    pub fn deadline_of(&self, id: &str) -> Option<SystemTime> {
+        let (lock, _) = &*self.state;
+        let st = lock.lock().unwrap();
+        st.deadlines.iter().find(|d| d.0 == id).map(|d| d.1)
+    }
+
+    /// The function's answer to `id` (`("response" | "error", body)`), if it comes
+    /// within `wait`.
+    pub fn answer(&self, id: &str, wait: Duration) -> Option<(String, Value)> {
+        let until = Instant::now() + wait;
+        let (lock, cvar) = &*self.state;
         let mut st = lock.lock().unwrap();
         loop {
             if let Some(i) = st.results.iter().position(|r| r.0 == id) {
                 let (_, kind, body) = st.results.remove(i);
-                return (
+                return Some((
                     kind,
                     serde_json::from_str(&body).unwrap_or(Value::String(body)),
-                );
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "the function did not answer {id}"
-            );
-            st = cvar.wait_timeout(st, Duration::from_millis(100)).unwrap().0;
+            if Instant::now() >= until {
+                return None;
+            }
+            st = cvar.wait_timeout(st, Duration::from_millis(20)).unwrap().0;
         }
     }
 }
@@ -432,18 +487,24 @@ fn serve(stream: TcpStream, state: &(Mutex<StubState>, Condvar)) {
         let (lock, cvar) = state;
         let reply = if path.ends_with("/invocation/next") {
             let mut st = lock.lock().unwrap();
-            let (id, header, payload) = loop {
+            let Queued {
+                id,
+                header,
+                payload,
+                deadline,
+            } = loop {
                 if let Some(next) = st.queue.pop_front() {
                     break next;
                 }
                 st = cvar.wait(st).unwrap();
             };
+            let deadline = SystemTime::now() + deadline;
+            st.deadlines.push((id.clone(), deadline));
             drop(st);
-            let deadline = std::time::SystemTime::now()
+            let deadline = deadline
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
-                .as_millis()
-                + 60_000;
+                .as_millis();
             let trace = header
                 .map(|h| format!("Lambda-Runtime-Trace-Id: {h}\r\n"))
                 .unwrap_or_default();

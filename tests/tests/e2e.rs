@@ -211,6 +211,7 @@ fn eight_concurrent_invocations_keep_their_own_traces() {
     });
     let docs = daemon.wait_for(24);
     assert_eq!(docs.len(), 24);
+    assert_eq!(daemon.datagrams().len(), 8, "one datagram per invocation");
 
     let mut handler_spans = Vec::new();
     for r in &responses {

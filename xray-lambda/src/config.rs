@@ -22,10 +22,11 @@ const ENV_SAM_LOCAL: &str = "AWS_SAM_LOCAL";
 const ENV_STREAMING_THRESHOLD: &str = "XRAY_LAMBDA_STREAMING_THRESHOLD";
 const ENV_TIMEOUT_MARGIN_MS: &str = "XRAY_LAMBDA_TIMEOUT_MARGIN_MS";
 
-/// Pending subsegments past which finished subtrees are sent early (the Java SDK's
-/// threshold; the Go SDK's is 20). Far more fit in one datagram than an invocation
-/// usually makes, so most invocations are one datagram.
-pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
+/// Pending subsegments past which finished subtrees are sent early. Set above what one
+/// datagram holds (about 600 small subsegments), so that the size bound acts first and
+/// sends whole subtrees, largest first; a lower threshold (the Go SDK's is 20, the Java
+/// SDK's 100) only sends finished work sooner, in more datagrams.
+pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 1_000;
 /// How long before an invocation's deadline what it holds is sent. Longer than one
 /// CPU-quota period (100 ms): a small function whose handler spins may not get the CPU
 /// back sooner.

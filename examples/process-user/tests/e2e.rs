@@ -108,6 +108,12 @@ async fn creates_the_user_and_traces_all_three_ways() {
     // The trace.
     let docs = tokio::task::block_in_place(|| daemon.wait_for(6));
     assert_eq!(docs.len(), 6, "{docs:#?}");
+    let datagrams = daemon.datagrams();
+    assert_eq!(datagrams.len(), 1, "the invocation is one datagram");
+    assert_eq!(
+        datagrams[0]["name"], HANDLER,
+        "the handler's, everything nested in it"
+    );
     let root = docs[0]["trace_id"].clone();
     assert!(
         docs.iter().all(|d| d["trace_id"] == root),
@@ -156,6 +162,7 @@ async fn creates_the_user_and_traces_all_three_ways() {
         .unwrap()
         .contains("no body"));
     let docs = tokio::task::block_in_place(|| daemon.wait_for(3));
+    assert_eq!(daemon.datagrams().len(), 1);
     let validate = by_name(&docs, "validate_request");
     assert_eq!(validate["error"], true);
     assert!(validate.get("fault").is_none());
@@ -188,6 +195,7 @@ async fn a_failed_write_answers_500_and_the_trace_shows_why() {
     );
 
     let docs = tokio::task::block_in_place(|| daemon.wait_for(5));
+    assert_eq!(daemon.datagrams().len(), 1);
     let ddb = by_name(&docs, "DynamoDB");
     assert_eq!(ddb["error"], true);
     assert_eq!(

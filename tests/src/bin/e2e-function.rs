@@ -8,8 +8,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
+use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::{begin_segment, begin_subsegment, put_annotation, FutureExt};
 
 #[derive(Debug)]
@@ -91,20 +94,72 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             .in_subsegment("outer")
             .await;
         }
+        // Never finishes: nested subsegments, and inside them an AWS call to an endpoint
+        // that accepts the connection and never answers.
+        "hang" => {
+            let _outer = begin_subsegment("outer");
+            let _inner = begin_subsegment("inner");
+            let endpoint = event.payload["endpoint"].as_str().unwrap_or_default();
+            dynamodb(endpoint)
+                .get_item()
+                .table_name("users")
+                .key("userId", AttributeValue::S("u-1".into()))
+                .send()
+                .await?;
+        }
+        // Works (awaiting) for `ms` before it finishes.
+        "slow" => {
+            let _outer = begin_subsegment("outer");
+            begin_subsegment("done_early").end();
+            let _inner = begin_subsegment("inner");
+            let ms = event.payload["ms"].as_u64().unwrap_or_default();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        // Blocks its thread for `ms` (no `.await`): the runtime cannot poll anything else
+        // on it meanwhile.
+        "block_thread" => {
+            let _s = begin_subsegment("blocking");
+            let ms = event.payload["ms"].as_u64().unwrap_or_default();
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         other => return Err(format!("unknown scenario {other:?}").into()),
     }
     Ok(json!({ "trace_header": header, "request_id": request_id }))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+/// A DynamoDB client for `endpoint`, traced.
+fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .interceptor(XRayInterceptor::new())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
-    if std::env::var("E2E_CONCURRENT").is_ok() {
-        xray_lambda::run_concurrent(service_fn(handler)).await
+    // `E2E_CURRENT_THREAD`: one runtime thread, which a blocking handler holds.
+    let runtime = if std::env::var("E2E_CURRENT_THREAD").is_ok() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
-        xray_lambda::run(service_fn(handler)).await
-    }
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        if std::env::var("E2E_CONCURRENT").is_ok() {
+            xray_lambda::run_concurrent(service_fn(handler)).await
+        } else {
+            xray_lambda::run(service_fn(handler)).await
+        }
+    })
 }

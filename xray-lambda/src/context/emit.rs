@@ -28,6 +28,9 @@ use crate::id::SegmentId;
 use super::node::{Node, NodeKind};
 use super::trace::{lock, Trace};
 
+/// The most subtrees sent early at once.
+const MAX_BURST: usize = 32;
+
 /// The `type` of the exception a subsegment still open at the deadline is sent with.
 pub(crate) const TIMEOUT_TYPE: &str = "Timeout";
 /// The incomplete note of a subsegment sent before the deadline while still open.
@@ -103,8 +106,10 @@ impl Trace {
     }
 
     /// When the pending tree would not fit in one datagram, or holds more subsegments
-    /// than the threshold, sends the largest finished subtrees until it is down to half
-    /// of both (so that streaming happens seldom, not at every subsegment).
+    /// than the threshold, sends the largest finished subtrees until it is down to three
+    /// quarters of both, at most [`MAX_BURST`] at a time: the first send already brings
+    /// it back under the bounds (it is over by at most the subtree just added), and a
+    /// longer burst of datagrams could overflow the daemon's socket buffer.
     fn stream_if_over(&self) {
         if !self.over(MAX_SUBTREE, self.streaming_threshold) {
             return;
@@ -118,7 +123,9 @@ impl Trace {
         held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
         let mut out = Vec::new();
         for (_, id, node) in held {
-            if !self.over(MAX_SUBTREE / 2, self.streaming_threshold / 2) {
+            if out.len() == MAX_BURST
+                || !self.over(MAX_SUBTREE / 4 * 3, self.streaming_threshold / 4 * 3)
+            {
                 break;
             }
             let mut state = lock(&node.state);

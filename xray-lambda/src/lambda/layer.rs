@@ -258,9 +258,10 @@ impl<C> XRayLayer<C> {
 
     /// How many finished subsegments an invocation holds, to send nested in its
     /// handler's document, before the largest finished subtrees are sent early as
-    /// documents of their own (default 100, or `XRAY_LAMBDA_STREAMING_THRESHOLD`;
+    /// documents of their own (default 1,000, or `XRAY_LAMBDA_STREAMING_THRESHOLD`;
     /// zero sends each subsegment as soon as it ends). Whatever the threshold, what is
-    /// held never exceeds one datagram.
+    /// held never exceeds one datagram: past that, the largest finished subtrees are
+    /// sent early too. A lower threshold sends finished work sooner, in more datagrams.
     pub fn streaming_threshold(mut self, subsegments: usize) -> Self {
         self.settings.streaming_threshold = subsegments;
         self

@@ -37,27 +37,26 @@ pub fn receive_datagrams(socket: &UdpSocket) -> Vec<Value> {
 }
 
 /// A daemon that collects in the background, for tests that send many documents or
-/// share one process-wide daemon address.
+/// share one process-wide daemon address. It only stores what it receives, so that it
+/// keeps up with bursts; documents are checked when read.
 pub struct Collector {
     pub address: String,
-    docs: Arc<Mutex<Vec<Value>>>,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Collector {
     pub fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let address = socket.local_addr().unwrap().to_string();
-        let docs = Arc::new(Mutex::new(Vec::new()));
-        let sink = docs.clone();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
         std::thread::spawn(move || {
-            let validator = Validator::new().unwrap();
             let mut buf = vec![0u8; 70_000];
             while let Ok(n) = socket.recv(&mut buf) {
-                let doc = parse(&buf[..n], &validator);
-                sink.lock().unwrap().push(doc);
+                sink.lock().unwrap().push(buf[..n].to_vec());
             }
         });
-        Collector { address, docs }
+        Collector { address, received }
     }
 
     /// The segments and subsegments of trace `trace_id` (nested ones as documents of
@@ -75,23 +74,26 @@ impl Collector {
         self.datagrams().iter().flat_map(flatten).collect()
     }
 
-    /// The document of every datagram received, once none has arrived for a moment.
+    /// The document of every datagram received, each checked, once none has arrived
+    /// for a moment.
     pub fn datagrams(&self) -> Vec<Value> {
-        self.settle();
-        self.docs.lock().unwrap().clone()
+        let validator = Validator::new().unwrap();
+        self.raw().iter().map(|d| parse(d, &validator)).collect()
     }
 
-    fn settle(&self) {
+    /// Every datagram received, as it came, once none has arrived for a moment.
+    pub fn raw(&self) -> Vec<Vec<u8>> {
         let mut seen = usize::MAX;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let now = self.docs.lock().unwrap().len();
+            let now = self.received.lock().unwrap().len();
             if now == seen {
-                return;
+                break;
             }
             seen = now;
             std::thread::sleep(Duration::from_millis(200));
         }
+        self.received.lock().unwrap().clone()
     }
 }
 
