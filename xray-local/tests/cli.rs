@@ -54,6 +54,26 @@ fn sample_docs() -> Vec<String> {
     ]
 }
 
+/// The handler's subsegment with the others nested in it, as xray-lambda sends an
+/// invocation: one document.
+fn nested_sample() -> String {
+    let nested = |d: &str| -> String {
+        let mut v: serde_json::Value = serde_json::from_str(d).unwrap();
+        for field in ["trace_id", "parent_id", "type"] {
+            v.as_object_mut().unwrap().remove(field);
+        }
+        v.to_string()
+    };
+    let docs = sample_docs();
+    let children: Vec<String> = docs[..3].iter().map(|d| nested(d)).collect();
+    let handler = &docs[3];
+    format!(
+        "{},\"subsegments\":[{}]}}",
+        &handler[..handler.len() - 1],
+        children.join(",")
+    )
+}
+
 fn target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/xray-local-test")
 }
@@ -84,11 +104,17 @@ fn listen_validates_and_records_every_document() {
         sample_docs()[0]
     );
     let bad = "{\"format\":\"json\",\"version\":1}\n{\"name\":\"bad name!\",\"id\":\"x\",\"trace_id\":\"1-5759e988-bd862e3fe1be46a994272793\",\"start_time\":1}";
+    let nested = format!("{{\"format\":\"json\",\"version\":1}}\n{}", nested_sample());
     sender.send_to(good.as_bytes(), &address).unwrap();
     sender.send_to(bad.as_bytes(), &address).unwrap();
+    sender.send_to(nested.as_bytes(), &address).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while out.len() < 4 && Instant::now() < deadline {
+    while !out
+        .last()
+        .is_some_and(|l: &String| l.contains("## process-user"))
+        && Instant::now() < deadline
+    {
         match lines.next() {
             Some(Ok(l)) => out.push(l),
             _ => break,
@@ -103,8 +129,14 @@ fn listen_validates_and_records_every_document() {
         text.contains("/name") && text.contains("/id"),
         "says what is wrong: {text}"
     );
+    assert!(
+        out.last()
+            .unwrap()
+            .starts_with("✓ ## process-user + 3 nested subsegments"),
+        "{text}"
+    );
     let stored = std::fs::read_to_string(&jsonl).unwrap();
-    assert_eq!(stored.lines().count(), 2, "both kept for inspection");
+    assert_eq!(stored.lines().count(), 3, "all kept for inspection");
 }
 
 fn chromium() -> PathBuf {
@@ -124,7 +156,7 @@ fn show_prints_timelines_and_the_page_renders_in_chromium() {
     let dir = target_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let jsonl = dir.join("show.jsonl");
-    std::fs::write(&jsonl, sample_docs().join("\n")).unwrap();
+    std::fs::write(&jsonl, nested_sample()).unwrap();
     let html = dir.join("trace.html");
     let out = Command::new(BIN)
         .arg("show")
