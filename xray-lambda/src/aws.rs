@@ -41,7 +41,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::context::{self, Context, Node};
-use crate::document::{self, Aws, Http, AWS_NAMESPACE};
+use crate::document::{self, Http, AWS_NAMESPACE};
 use crate::exception;
 use crate::ErrorKind;
 
@@ -178,7 +178,7 @@ impl Intercept for XRayInterceptor {
         if let Some(n) = &node {
             n.with_record(|r| {
                 r.namespace = Some(AWS_NAMESPACE);
-                r.aws = Some(Aws::default());
+                r.aws = Some(Box::default());
             });
         }
         cfg.interceptor_state().store_put(Call(Arc::new(CallState {

@@ -281,6 +281,7 @@ pub fn none_like<T>(_: &T) -> Option<T> {
 }
 
 /// Opens a captured sync function's subsegment.
+#[inline]
 pub fn begin(site: &Site) -> Subsegment {
     begin_subsegment(site.name)
 }

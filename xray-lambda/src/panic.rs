@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use crate::document::{Exception, StackFrame};
@@ -32,6 +33,10 @@ struct Record {
 thread_local! {
     static LAST: RefCell<Option<Record>> = const { RefCell::new(None) };
 }
+
+/// Whether the hook ever ran in this process: until then there is no record to forget,
+/// and subsegments need not look.
+static HOOK_RAN: AtomicBool = AtomicBool::new(false);
 
 /// The exception for the panic unwinding now: its message from `payload` when the caller
 /// caught one, else from the hook's record; its location from the hook's record when
@@ -60,7 +65,7 @@ pub(crate) fn exception(payload: Option<&(dyn Any + Send)>) -> Exception {
 /// Called whenever a subsegment begins, so a record never outlives its unwind by more
 /// than the time until tracing code next runs.
 pub(crate) fn forget_finished() {
-    if !std::thread::panicking() {
+    if HOOK_RAN.load(Ordering::Relaxed) && !std::thread::panicking() {
         let _ = LAST.try_with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 *r = None;
@@ -101,6 +106,7 @@ pub(crate) fn install_hook() {
                     .unwrap_or_default(),
                 line: info.location().map(|l| l.line()).unwrap_or(0),
             };
+            HOOK_RAN.store(true, Ordering::Relaxed);
             // `try_with`: the hook may run while the thread is being torn down.
             let _ = LAST.try_with(|p| {
                 if let Ok(mut slot) = p.try_borrow_mut() {

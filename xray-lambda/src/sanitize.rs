@@ -20,7 +20,7 @@ const REPLACEMENT: char = '_';
 /// (its `\-` is an escaped dash: a backslash is not accepted).
 pub(crate) fn is_name_char(c: char) -> bool {
     if c.is_ascii() {
-        return c.is_ascii_alphanumeric() || b" _.:/%&#=+-@".contains(&(c as u8));
+        return is_ascii_name_byte(c as u8);
     }
     let c = c as u32;
     NAME_CHAR_RANGES
@@ -36,10 +36,19 @@ pub(crate) fn is_name_char(c: char) -> bool {
         .is_ok()
 }
 
+/// [`is_name_char`] for an ASCII byte.
+fn is_ascii_name_byte(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b' ' | b'_' | b'.' | b':' | b'/' | b'%' | b'&' | b'#' | b'=' | b'+' | b'-' | b'@')
+}
+
 /// A valid name for `name`: characters X-Ray refuses become `_`, it is cut to 200
 /// characters (on a character boundary), and an empty name becomes `unnamed`.
 /// Keeps `name` as it is (borrowed or owned) when it is already valid.
 pub(crate) fn sanitize_name(name: Cow<'static, str>) -> Cow<'static, str> {
+    // The usual name: short and ASCII, checked byte by byte.
+    if !name.is_empty() && name.len() <= MAX_NAME_CHARS && name.bytes().all(is_ascii_name_byte) {
+        return name;
+    }
     let mut count = 0;
     let clean = name.chars().all(|c| {
         count += 1;

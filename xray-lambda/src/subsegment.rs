@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config;
-use crate::context::{self, Context, Node, Previous};
+use crate::context::{self, Context, Node, Previous, Recording};
 use crate::document::{AnnotationValue, ErrorKind, DEFAULT_NAMESPACE};
 use crate::exception;
 use crate::header::TraceHeader;
@@ -30,7 +30,12 @@ use crate::id::SegmentId;
 /// guard is inert: every method is a cheap no-op.
 #[must_use = "the subsegment ends when this guard is dropped"]
 pub struct Subsegment {
-    node: Option<Arc<Node>>,
+    /// `None` for an inert guard.
+    active: Option<Active>,
+}
+
+struct Active {
+    node: Arc<Node>,
     /// What was current when this guard began; current again when it ends.
     previous: Previous,
     /// A guard begun while a panic unwinds (in a `Drop`) did not fail because of it.
@@ -51,51 +56,57 @@ impl fmt::Debug for Subsegment {
 /// The name is sanitized: characters X-Ray refuses become `_`, and it is cut to 200
 /// characters. A literal name costs no allocation.
 pub fn begin_subsegment(name: impl Into<Cow<'static, str>>) -> Subsegment {
-    let Some(parent) = context::current_recording() else {
-        if !context::has_context() {
+    match context::recording() {
+        Recording::Node(parent) => match Node::child(&parent, name.into(), false) {
+            Some(node) => Subsegment::enter(node),
+            None => Subsegment::inert(),
+        },
+        Recording::Quiet => Subsegment::inert(),
+        Recording::Outside => {
             warn_no_context();
+            Subsegment::inert()
         }
-        return Subsegment::inert();
-    };
-    match Node::child(&parent, name.into(), false) {
-        Some(node) => Subsegment::enter(node),
-        None => Subsegment::inert(),
     }
 }
 
 impl Subsegment {
+    #[inline]
     pub(crate) fn inert() -> Self {
-        Subsegment {
-            node: None,
-            previous: Previous::default(),
-            began_unwinding: false,
-        }
+        Subsegment { active: None }
     }
 
     pub(crate) fn enter(node: Arc<Node>) -> Self {
         let previous = context::enter_guard(node.clone());
         Subsegment {
-            node: Some(node),
-            previous,
-            began_unwinding: std::thread::panicking(),
+            active: Some(Active {
+                node,
+                previous,
+                began_unwinding: std::thread::panicking(),
+            }),
         }
+    }
+
+    #[inline]
+    fn live(&self) -> Option<&Arc<Node>> {
+        self.active.as_ref().map(|a| &a.node)
     }
 
     /// The subsegment's id, when it is being recorded.
     pub fn id(&self) -> Option<SegmentId> {
-        self.node.as_ref().map(|n| n.id())
+        self.live().map(|n| n.id())
     }
 
     /// Whether this subsegment is being recorded (sampled and not yet ended).
+    #[inline]
     pub fn is_recording(&self) -> bool {
-        self.node.as_ref().is_some_and(|n| n.is_recording())
+        self.live().is_some_and(|n| n.is_recording())
     }
 
     /// Adds an annotation: indexed, searchable with filter expressions. Keys must be
     /// 1–500 ASCII letters, digits or underscores (others are dropped with a warning);
     /// strings are cut to 1000 characters; NaN and infinite floats are dropped.
     pub fn put_annotation(&self, key: &str, value: impl Into<AnnotationValue>) {
-        if let Some(n) = self.node.as_ref().filter(|n| n.is_recording()) {
+        if let Some(n) = self.live().filter(|n| n.is_recording()) {
             n.put_annotation(key, value.into());
         }
     }
@@ -113,7 +124,7 @@ impl Subsegment {
         key: &str,
         value: &T,
     ) {
-        if let Some(n) = &self.node {
+        if let Some(n) = self.live() {
             n.put_metadata(namespace, key, value);
         }
     }
@@ -128,7 +139,7 @@ impl Subsegment {
     /// Records `err`, counting it as `kind`.
     #[track_caller]
     pub fn record_error_as<E: Error + ?Sized>(&self, err: &E, kind: ErrorKind) {
-        if let Some(n) = self.node.as_ref().filter(|n| n.is_recording()) {
+        if let Some(n) = self.live().filter(|n| n.is_recording()) {
             n.add_exceptions(
                 exception::from_error(err, Some(exception::caller_frame(Location::caller()))),
                 kind,
@@ -138,18 +149,18 @@ impl Subsegment {
 
     /// Sets the flag for `kind` without recording an exception.
     pub fn mark(&self, kind: ErrorKind) {
-        if let Some(n) = &self.node {
+        if let Some(n) = self.live() {
             n.add_exceptions(Vec::new(), kind);
         }
     }
 
     pub(crate) fn node(&self) -> Option<&Node> {
-        self.node.as_deref()
+        self.live().map(|n| &**n)
     }
 
     /// The trace header for a call made from inside this subsegment.
     pub fn trace_header(&self) -> Option<TraceHeader> {
-        self.node.as_ref().map(|n| n.outgoing_header())
+        self.live().map(|n| n.outgoing_header())
     }
 
     /// Ends the subsegment now and sends it.
@@ -157,14 +168,25 @@ impl Subsegment {
 }
 
 impl Drop for Subsegment {
+    #[inline]
     fn drop(&mut self) {
-        let Some(node) = self.node.take() else {
-            return;
-        };
-        if std::thread::panicking() && !self.began_unwinding {
+        if let Some(active) = self.active.take() {
+            active.end();
+        }
+    }
+}
+
+impl Active {
+    fn end(self) {
+        let Active {
+            node,
+            previous,
+            began_unwinding,
+        } = self;
+        if std::thread::panicking() && !began_unwinding {
             node.record_panic(None);
         }
-        let was_current = context::exit_guard(&node, std::mem::take(&mut self.previous));
+        let was_current = context::exit_guard(&node, previous);
         // A node the end of its trace already ended was not misused.
         if !was_current && node.is_open() {
             warn_out_of_order(&node);

@@ -13,7 +13,7 @@
 //!
 //! An ended node is never current: reading the slot gives the nearest open ancestor.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use super::node::Node;
@@ -66,20 +66,59 @@ pub(crate) struct Entry {
 }
 
 thread_local! {
-    static CURRENT: Cell<Option<Entry>> = const { Cell::new(None) };
+    static CURRENT: RefCell<Option<Entry>> = const { RefCell::new(None) };
+    /// What the slot holds, in one byte, kept with it: so that code without a recorded
+    /// trace (the unsampled, the untraced) learns it from one read, not a borrow.
+    static SUMMARY: Cell<Summary> = const { Cell::new(Summary::Outside) };
 }
 
-/// Runs `f` on the slot's entry, if this code may see it. `f` must not touch the slot.
-fn peek<R>(f: impl FnOnce(&Context) -> Option<R>) -> Option<R> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Summary {
+    /// The slot is empty.
+    Outside,
+    /// A context that records nothing (tracing off, unsampled, untraced), visible to all
+    /// code on the thread: only traced futures' polls put one there.
+    Quiet,
+    /// Anything else: look at the entry.
+    Look,
+}
+
+impl Summary {
+    fn of(entry: Option<&Entry>) -> Self {
+        match entry {
+            None => Summary::Outside,
+            Some(Entry {
+                context: Context::Node(n),
+                ..
+            }) if n.trace().is_recording() => Summary::Look,
+            Some(Entry {
+                owner: Owner::Poll, ..
+            }) => Summary::Quiet,
+            Some(_) => Summary::Look,
+        }
+    }
+}
+
+/// What code running now records under.
+pub(crate) enum Recording {
+    /// This node, of a trace that records.
+    Node(Arc<Node>),
+    /// Nothing, inside a context that records nothing (unsampled, tracing off).
+    Quiet,
+    /// Nothing: there is no context here at all.
+    Outside,
+}
+
+/// Runs `f` on the context code running now may see, in place. `f` must not touch the
+/// slot.
+fn visible<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     CURRENT
         .try_with(|c| {
-            let entry = c.take();
-            let out = entry
+            let entry = c.try_borrow().ok()?;
+            entry
                 .as_ref()
                 .filter(|e| e.owner.sees())
-                .and_then(|e| f(&e.context));
-            c.set(entry);
-            out
+                .map(|e| f(&e.context))
         })
         .ok()
         .flatten()
@@ -87,25 +126,57 @@ fn peek<R>(f: impl FnOnce(&Context) -> Option<R>) -> Option<R> {
 
 /// The context code running now works under, if any.
 pub(crate) fn current() -> Option<Context> {
-    peek(|c| Some(c.clone().settled()))
+    visible(|c| c.clone().settled())
 }
 
-/// The node to record under, if code running now is in a trace that records. Checks
-/// in place, so the unrecorded path costs no reference-count traffic.
-pub(crate) fn current_recording() -> Option<Arc<Node>> {
-    peek(|c| match c {
-        Context::Node(n) if n.trace().is_recording() => n.nearest_open(),
-        _ => None,
+/// What code running now records under. Checks in place, so the unrecorded path costs
+/// no reference-count traffic, and without a recorded trace it costs one read.
+#[inline]
+pub(crate) fn recording() -> Recording {
+    match SUMMARY.try_with(Cell::get) {
+        Ok(Summary::Outside) => Recording::Outside,
+        Ok(Summary::Quiet) => Recording::Quiet,
+        Ok(Summary::Look) | Err(_) => recording_slow(),
+    }
+}
+
+fn recording_slow() -> Recording {
+    visible(|c| match c {
+        Context::Node(n) if n.trace().is_recording() => {
+            n.nearest_open().map_or(Recording::Quiet, Recording::Node)
+        }
+        _ => Recording::Quiet,
     })
+    .unwrap_or(Recording::Outside)
 }
 
-/// Whether code running now is inside any context (traced or not).
-pub(crate) fn has_context() -> bool {
-    peek(|_| Some(())).is_some()
+/// The node to record under, if code running now is in a trace that records.
+pub(crate) fn current_recording() -> Option<Arc<Node>> {
+    match recording() {
+        Recording::Node(n) => Some(n),
+        Recording::Quiet | Recording::Outside => None,
+    }
 }
 
+/// Puts `entry` in the slot; gives back what was there. The old entry is dropped by the
+/// caller, outside the slot's borrow.
 fn replace(entry: Option<Entry>) -> Option<Entry> {
-    CURRENT.try_with(|c| c.replace(entry)).ok().flatten()
+    CURRENT
+        .try_with(|c| {
+            c.try_borrow_mut()
+                .map(|mut slot| swap(&mut slot, entry))
+                .ok()
+                .flatten()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Puts `entry` in the slot, keeping the summary in step; gives back the old one.
+fn swap(slot: &mut Option<Entry>, entry: Option<Entry>) -> Option<Entry> {
+    let summary = Summary::of(entry.as_ref());
+    let _ = SUMMARY.try_with(|s| s.set(summary));
+    std::mem::replace(slot, entry)
 }
 
 /// Swaps a future's context in as the current one, and back out when dropped (also
@@ -149,20 +220,25 @@ pub(crate) fn enter_guard(node: Arc<Node>) -> Previous {
 /// leaves the slot alone, when `node` is not current: guards ended out of order, or on
 /// another thread than the one that began them.
 pub(crate) fn exit_guard(node: &Arc<Node>, previous: Previous) -> bool {
-    CURRENT
-        .try_with(|c| {
-            let now = c.take();
-            let mine = matches!(&now, Some(Entry { context: Context::Node(n), .. }) if Arc::ptr_eq(n, node));
-            if mine {
-                c.set(previous.0.map(|e| Entry {
-                    context: e.context.settled(),
-                    owner: e.owner,
-                }));
-            } else {
-                c.set(now);
-            }
-            mine
-        })
+    let swapped = CURRENT.try_with(|c| {
+        let Ok(mut slot) = c.try_borrow_mut() else {
+            return (false, None);
+        };
+        let mine =
+            matches!(&*slot, Some(Entry { context: Context::Node(n), .. }) if Arc::ptr_eq(n, node));
+        if !mine {
+            return (false, None);
+        }
+        let restored = previous.0.map(|e| Entry {
+            context: e.context.settled(),
+            owner: e.owner,
+        });
+        (true, swap(&mut slot, restored))
+    });
+    match swapped {
+        // Dropped here, outside the slot's borrow.
+        Ok((mine, _old)) => mine,
         // The thread is being torn down: nothing is current on it any more.
-        .unwrap_or(true)
+        Err(_) => true,
+    }
 }

@@ -9,7 +9,8 @@ mod scope;
 mod trace;
 
 pub(crate) use current::{
-    current, current_recording, enter_guard, exit_guard, has_context, Context, Entered, Previous,
+    current, current_recording, enter_guard, exit_guard, recording, Context, Entered, Previous,
+    Recording,
 };
 pub(crate) use node::Node;
 pub(crate) use scope::{open_subsegment, JustEnd, OnComplete, Opened, Scope};

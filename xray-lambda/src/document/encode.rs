@@ -21,6 +21,9 @@ pub(crate) const MAX_DOCUMENT_PREFIX: usize = 100;
 pub(crate) const MAX_NESTING: u32 = 32;
 
 const SUBSEGMENTS_OPEN: &[u8] = b",\"subsegments\":[";
+/// A children buffer's first size, in bytes and in children.
+const INITIAL_BUFFER: usize = 2048;
+const INITIAL_CHILDREN: usize = 16;
 /// `]}` after the nested subsegments.
 const SUBSEGMENTS_CLOSE: usize = 2;
 
@@ -84,11 +87,21 @@ impl Children {
         its_children: Children,
         limit: usize,
     ) -> (Child, Vec<Subtree>) {
+        if self.json.capacity() == 0 {
+            // Room for a few dozen small children at once, rather than growing a few
+            // bytes at a time.
+            self.json.reserve(INITIAL_BUFFER + its_children.json.len());
+            self.items.reserve(INITIAL_CHILDREN);
+        }
         let start = self.json.len();
         write_fitting(&mut record, &mut self.json, start, limit);
         let own = self.json.len() - start;
         let room = limit.saturating_sub(own + SUBSEGMENTS_OPEN.len() + SUBSEGMENTS_CLOSE);
-        let (nested, overflow) = its_children.fit(room);
+        let (nested, overflow) = if its_children.items.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            its_children.fit(room)
+        };
         let mut count = 1;
         let mut depth = 0;
         for (i, child) in nested.iter().enumerate() {
@@ -113,6 +126,9 @@ impl Children {
         };
         self.items.push(child);
         self.count += count;
+        if overflow.is_empty() {
+            return (child, Vec::new());
+        }
         let overflow = overflow
             .into_iter()
             .map(|c| its_children.subtree(&c, Kind::Subsegment))
@@ -222,7 +238,14 @@ impl Subtree {
         let kind = record.kind;
         let mut one = Children::default();
         let (child, overflow) = one.push(record, children, limit);
-        (one.subtree(&child, kind), overflow)
+        // The one child is the whole buffer: it becomes the subtree's, uncopied.
+        let subtree = Subtree {
+            trace_id: child.trace_id,
+            parent_id: child.parent_id,
+            kind,
+            json: one.json,
+        };
+        (subtree, overflow)
     }
 
     /// Writes it as a document of its own: the nested form with `trace_id` (and, for a
@@ -278,7 +301,7 @@ fn write_fitting(record: &mut Record, out: &mut Vec<u8>, start: usize, limit: us
 
 fn write_fields(r: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"name\":");
-    write_json(out, &*r.name);
+    write_name(out, &r.name);
     out.extend_from_slice(b",\"id\":\"");
     out.extend_from_slice(&r.id.to_hex());
     out.extend_from_slice(b"\",\"start_time\":");
@@ -332,6 +355,18 @@ fn write_field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) 
     }
 }
 
+/// A sanitized name has no character JSON escapes (no quote, backslash or control
+/// character): it is copied as it is. Anything else is escaped.
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(out, name);
+    }
+}
+
 /// Strings and the plain values written here cannot fail to encode into a `Vec`.
 fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
@@ -340,27 +375,64 @@ fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// Seconds since the epoch with six decimals: `1795460769.158351`.
 fn write_time(out: &mut Vec<u8>, t: Timestamp) {
     let (secs, micros) = t.parts();
-    write_u64(out, secs);
-    out.push(b'.');
-    let mut digits = [b'0'; 6];
-    let mut m = micros;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (m % 10) as u8;
-        m /= 10;
+    let m = micros as usize;
+    if (1_000_000_000..10_000_000_000).contains(&secs) {
+        // Ten digits until the year 2286: written in one go.
+        let s = secs as usize;
+        let mut text = [b'.'; 17];
+        for (i, part) in [
+            s / 100_000_000,
+            s / 1_000_000,
+            s / 10_000,
+            s / 100,
+            s,
+            m / 10_000,
+            m / 100,
+            m,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = if i < 5 { 2 * i } else { 2 * i + 1 };
+            text[at..at + 2].copy_from_slice(pair(part));
+        }
+        out.extend_from_slice(&text);
+        return;
     }
-    out.extend_from_slice(&digits);
+    write_u64(out, secs);
+    let mut frac = [b'.', 0, 0, 0, 0, 0, 0];
+    frac[1..3].copy_from_slice(pair(m / 10_000));
+    frac[3..5].copy_from_slice(pair(m / 100));
+    frac[5..7].copy_from_slice(pair(m));
+    out.extend_from_slice(&frac);
+}
+
+/// `"00"` to `"99"`.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+fn pair(n: usize) -> &'static [u8] {
+    let i = (n % 100) * 2;
+    &PAIRS[i..i + 2]
 }
 
 fn write_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while v >= 100 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(pair((v % 100) as usize));
+        v /= 100;
+    }
+    if v >= 10 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(pair(v as usize));
+    } else {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        buf[i] = b'0' + v as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -446,10 +518,10 @@ mod tests {
                 content_length: Some(3),
             }),
         });
-        r.aws = Some(Aws {
+        r.aws = Some(Box::new(Aws {
             operation: "PutItem".into(),
             ..Aws::default()
-        });
+        }));
         let doc = document(&encode(r, Children::default()));
         assert_eq!(doc["start_time"].to_string(), "1795460769.000007");
         assert_eq!(doc["in_progress"], true);
@@ -605,11 +677,11 @@ mod tests {
         let mut parameters = serde_json::Map::new();
         parameters.insert("table_name".into(), "users".into());
         parameters.insert("item".into(), "x".repeat(100_000).into());
-        r.aws = Some(Aws {
+        r.aws = Some(Box::new(Aws {
             operation: "PutItem".into(),
             parameters,
             ..Aws::default()
-        });
+        }));
         let doc = document(&encode(r, Children::default()));
         assert_eq!(doc["aws"]["operation"], "PutItem");
         assert!(doc["aws"].get("item").is_none());
@@ -655,11 +727,11 @@ mod tests {
         let mut e = exception(huge(), huge());
         e.stack.clear();
         r.add_exceptions(vec![e; 100]);
-        r.aws = Some(Aws {
+        r.aws = Some(Box::new(Aws {
             operation: huge(),
             request_id: Some(huge()),
             ..Aws::default()
-        });
+        }));
         r.fault = true;
         let doc = document(&encode(r, Children::default()));
         assert_eq!((&doc["name"], &doc["fault"]), (&json!("n"), &json!(true)));

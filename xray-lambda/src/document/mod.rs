@@ -364,7 +364,8 @@ pub(crate) struct Record {
     pub annotations: Annotations,
     pub metadata: Metadata,
     pub http: Option<Http>,
-    pub aws: Option<Aws>,
+    /// Boxed: only AWS calls have it, and a smaller record is cheaper to move.
+    pub aws: Option<Box<Aws>>,
 }
 
 impl Record {

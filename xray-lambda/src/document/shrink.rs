@@ -194,10 +194,10 @@ mod tests {
         for i in 0..5 {
             parameters.insert(format!("p{i}"), i.into());
         }
-        r.aws = Some(Aws {
+        r.aws = Some(Box::new(Aws {
             parameters,
             ..Aws::default()
-        });
+        }));
         r.add_exceptions(
             (0..3)
                 .map(|_| exception("k".repeat(3000), "m".repeat(3000)))
