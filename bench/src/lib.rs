@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::io::{BufReader, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use xray_lambda_e2e::harness::HttpRequest;
@@ -12,21 +14,75 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use xray_lambda::XRayLayer;
 
-/// A loopback UDP socket drained by a thread, so sends never back up.
+/// A loopback UDP socket drained by a thread, so sends never back up; it counts the
+/// datagrams.
 #[derive(Debug)]
 pub struct Sink {
     pub address: String,
+    received: Arc<AtomicU64>,
 }
 
 impl Sink {
     pub fn start() -> std::io::Result<Sink> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         let address = socket.local_addr()?.to_string();
+        let received = Arc::new(AtomicU64::new(0));
+        let count = received.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 70_000];
-            while socket.recv(&mut buf).is_ok() {}
+            while socket.recv(&mut buf).is_ok() {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
         });
-        Ok(Sink { address })
+        Ok(Sink { address, received })
+    }
+
+    /// Datagrams received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+/// A service whose handler runs `work` synchronously (so an invocation completes in
+/// one poll): traced with `XRayLayer` sending to `daemon`, responses not recorded.
+pub fn traced_service(
+    daemon: &str,
+    mut work: impl FnMut(),
+) -> impl Service<LambdaEvent<()>, Response = (), Error = lambda_runtime::Error> {
+    XRayLayer::new()
+        .daemon_address(daemon)
+        .enabled(true)
+        .capture_response(false)
+        .layer(service_fn(move |_: LambdaEvent<()>| {
+            work();
+            async { Ok::<(), lambda_runtime::Error>(()) }
+        }))
+}
+
+/// The same without tracing: what the function costs on its own.
+pub fn bare_service(
+    mut work: impl FnMut(),
+) -> impl Service<LambdaEvent<()>, Response = (), Error = lambda_runtime::Error> {
+    service_fn(move |_: LambdaEvent<()>| {
+        work();
+        async { Ok::<(), lambda_runtime::Error>(()) }
+    })
+}
+
+/// One invocation of `svc` under `header`, run to completion (its handler must not
+/// wait).
+pub fn invoke<S: Service<LambdaEvent<()>>>(svc: &mut S, header: &str) {
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id = Some(header.to_owned());
+    let fut = svc.call(LambdaEvent::new((), ctx));
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::noop();
+    let ready = fut
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+        .is_ready();
+    if !ready {
+        unreachable_invocation();
     }
 }
 
@@ -154,4 +210,32 @@ pub async fn put_item(
         None => request.send().await,
     };
     sent.is_ok()
+}
+
+/// What the seed example's invocation does, on a DynamoDB `client` (traced or not):
+/// five subsegments (nested, one of them `#[capture]`d, with an annotation and
+/// metadata) and two AWS calls, run on `rt`.
+pub fn seed_work(rt: &tokio::runtime::Runtime, client: &aws_sdk_dynamodb::Client) {
+    use xray_lambda::{begin_subsegment, FutureExt};
+    let validate = begin_subsegment("validate_request");
+    validate.put_annotation("userId", "u-1");
+    validate.put_metadata(
+        "user",
+        &serde_json::json!({"userId": "u-1", "name": "Ann Lee", "email": "ann@example.com"}),
+    );
+    begin_subsegment("parse_body").end();
+    drop(validate);
+    let saved = rt.block_on(save_user(client.clone()).in_current_trace());
+    assert!(saved, "the DynamoDB stub answers");
+}
+
+#[xray_lambda::capture]
+async fn save_user(client: aws_sdk_dynamodb::Client) -> bool {
+    use xray_lambda::FutureExt;
+    let put = put_item(client.clone(), None).await;
+    let again = async { put_item(client, None).await }
+        .in_subsegment("write_profile")
+        .await;
+    xray_lambda::begin_subsegment("audit").end();
+    put && again
 }

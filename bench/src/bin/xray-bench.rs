@@ -15,7 +15,8 @@ use std::net::UdpSocket;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
-    dynamodb_client, dynamodb_stub, header, in_invocation, put_item, thread_cpu_time, Sink,
+    bare_service, dynamodb_client, dynamodb_stub, header, in_invocation, invoke, put_item,
+    seed_work, thread_cpu_time, traced_service, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
@@ -44,6 +45,35 @@ fn per_call(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
         .collect();
     samples.sort();
     samples[rounds / 2]
+}
+
+/// A sampled subsegment's begin and end, in invocations of 100: `(recorded for
+/// sending, with its share of the invocation's one datagram)`, medians of 15 rounds.
+fn sampled_subsegment(sink: &str) -> (Duration, Duration) {
+    let spent = std::rc::Rc::new(std::cell::Cell::new(Duration::ZERO));
+    let s = spent.clone();
+    let mut svc = traced_service(sink, move || {
+        let start = Instant::now();
+        for _ in 0..100 {
+            black_box(xray_lambda::begin_subsegment("noop")).end();
+        }
+        s.set(s.get() + start.elapsed());
+    });
+    let mut rounds: Vec<(Duration, Duration)> = (0..16)
+        .map(|_| {
+            spent.set(Duration::ZERO);
+            let t = Instant::now();
+            for _ in 0..200 {
+                invoke(&mut svc, &header(true));
+            }
+            (spent.get() / 20_000, t.elapsed() / 20_000)
+        })
+        .skip(1)
+        .collect();
+    rounds.sort();
+    let recorded = rounds[rounds.len() / 2].0;
+    rounds.sort_by_key(|r| r.1);
+    (recorded, rounds[rounds.len() / 2].1)
 }
 
 /// xray-lite's context for the trace `header(sampled)`, sending to `sink`. It reads both
@@ -94,48 +124,113 @@ struct Variant {
     bare_datagram: Option<UdpSocket>,
 }
 
-/// Median per-call cost of each variant's PutItem against a loopback stub, as
-/// `(wall, caller CPU)`: measured in interleaved rounds so drift in the loopback round
-/// trip hits all alike, and as this thread's CPU time, which is the caller's own work
-/// without waiting or the stub's and daemon's threads.
-fn put_item_costs(sink: &str, sampled: bool, variants: &[Variant]) -> Vec<(Duration, Duration)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+/// AWS calls per measured invocation.
+const CALLS: u32 = 10;
+
+/// `(wall, caller CPU)` of each of `runs`, per call of `per`: measured in interleaved
+/// rounds so drift in the loopback round trip hits all alike, and as this thread's CPU
+/// time, which is the caller's own work without waiting or the stub's and daemon's
+/// threads. Medians of 101 rounds of 10 runs each.
+fn interleaved(runs: &mut [Box<dyn FnMut() + '_>], per: u32) -> Vec<(Duration, Duration)> {
+    let round = |run: &mut Box<dyn FnMut() + '_>| {
+        let (t, cpu) = (Instant::now(), thread_cpu_time());
+        for _ in 0..10 {
+            run();
+        }
+        (
+            t.elapsed() / (10 * per),
+            (thread_cpu_time() - cpu) / (10 * per),
+        )
+    };
+    for run in runs.iter_mut() {
+        let _warm_up = round(run);
+    }
+    let mut samples = vec![(Vec::new(), Vec::new()); runs.len()];
+    for _ in 0..101 {
+        for (run, (wall, cpu)) in runs.iter_mut().zip(&mut samples) {
+            let (w, c) = round(run);
+            wall.push(w);
+            cpu.push(c);
+        }
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    samples
+        .into_iter()
+        .map(|(w, c)| (median(w), median(c)))
+        .collect()
+}
+
+/// Median per-call cost of each variant's PutItem against a loopback stub, as `(wall,
+/// caller CPU)`, in invocations of [`CALLS`] calls (traced by `XRayLayer`, so each
+/// call's share of the invocation's datagram counts).
+fn put_item_costs(sink: &str, sampled: bool, variants: Vec<Variant>) -> Vec<(Duration, Duration)> {
+    let rt = std::rc::Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
     let document = [b'x'; 600];
-    in_invocation(sink, &header(sampled), || {
-        let round = |v: &Variant| {
-            let (t, cpu) = (Instant::now(), thread_cpu_time());
-            for _ in 0..100 {
-                let per_call = v.per_call.as_ref().map(|f| f());
-                assert!(rt.block_on(put_item(v.client.clone(), per_call).in_current_trace()));
-                if let Some(socket) = &v.bare_datagram {
-                    let _ = socket.send(&document);
+    let mut runs: Vec<Box<dyn FnMut()>> = variants
+        .into_iter()
+        .map(|v| {
+            let rt = rt.clone();
+            let mut svc = traced_service(sink, move || {
+                for _ in 0..CALLS {
+                    let per_call = v.per_call.as_ref().map(|f| f());
+                    assert!(rt.block_on(put_item(v.client.clone(), per_call).in_current_trace()));
+                    if let Some(socket) = &v.bare_datagram {
+                        let _ = socket.send(&document);
+                    }
                 }
-            }
-            (t.elapsed() / 100, (thread_cpu_time() - cpu) / 100)
-        };
-        for v in variants {
-            let _warm_up = round(v);
-        }
-        let mut samples = vec![(Vec::new(), Vec::new()); variants.len()];
-        for _ in 0..101 {
-            for (v, (wall, cpu)) in variants.iter().zip(&mut samples) {
-                let (w, c) = round(v);
-                wall.push(w);
-                cpu.push(c);
-            }
-        }
-        let median = |mut v: Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2]
-        };
-        samples
-            .into_iter()
-            .map(|(w, c)| (median(w), median(c)))
-            .collect()
-    })
+            });
+            let header = header(sampled);
+            Box::new(move || invoke(&mut svc, &header)) as Box<dyn FnMut()>
+        })
+        .collect();
+    interleaved(&mut runs, CALLS)
+}
+
+/// The seed example's invocation (5 subsegments, 2 AWS calls) untraced and traced:
+/// `(untraced CPU, traced CPU, datagrams per traced invocation)`.
+fn seed_invocation(sink: &Sink) -> (Duration, Duration, f64) {
+    let endpoint = dynamodb_stub().unwrap();
+    let rt = std::rc::Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let (plain, client) = (
+        dynamodb_client(&endpoint, false),
+        dynamodb_client(&endpoint, true),
+    );
+    let r = rt.clone();
+    let mut bare = bare_service(move || seed_work(&r, &plain));
+    let mut traced = traced_service(&sink.address, move || seed_work(&rt, &client));
+    let sent = std::cell::Cell::new((0u64, 0u64));
+    let costs = {
+        let mut runs: Vec<Box<dyn FnMut() + '_>> = vec![
+            Box::new(|| invoke(&mut bare, &header(true))),
+            Box::new(|| {
+                let before = sink.received();
+                invoke(&mut traced, &header(true));
+                // The datagram is in flight: count it once it has landed.
+                let deadline = Instant::now() + Duration::from_millis(100);
+                while sink.received() == before && Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+                let (n, d) = sent.get();
+                sent.set((n + 1, d + sink.received() - before));
+            }),
+        ];
+        interleaved(&mut runs, 1)
+    };
+    let (n, datagrams) = sent.get();
+    (costs[0].1, costs[1].1, datagrams as f64 / n as f64)
 }
 
 /// The label of the variant the others are compared with.
@@ -195,15 +290,12 @@ fn interceptor_comparison(sink: &str) -> Vec<Comparison> {
     [(true, sampled), (false, unsampled)]
         .into_iter()
         .map(|(sampled, variants)| {
-            let costs = put_item_costs(sink, sampled, &variants);
-            let rows = variants
-                .iter()
+            let labels: Vec<&'static str> = variants.iter().map(|v| v.label).collect();
+            let costs = put_item_costs(sink, sampled, variants);
+            let rows = labels
+                .into_iter()
                 .zip(costs)
-                .map(|(v, (wall, cpu))| Row {
-                    label: v.label,
-                    wall,
-                    cpu,
-                })
+                .map(|(label, (wall, cpu))| Row { label, wall, cpu })
                 .collect();
             Comparison { sampled, rows }
         })
@@ -241,21 +333,22 @@ fn main() {
             black_box(captured(black_box(7)));
         })
     });
-    let sampled = in_invocation(&sink.address, &header(true), || {
-        per_call(15, 20_000, || {
-            black_box(xray_lambda::begin_subsegment("noop")).end();
-        })
-    });
-    let (rss_before, rss_after) = in_invocation(&sink.address, &header(true), || {
-        for _ in 0..10_000 {
-            xray_lambda::begin_subsegment("warm").end();
-        }
-        let before = resident_kib();
-        for _ in 0..1_000_000 {
+    let (recorded, with_send) = sampled_subsegment(&sink.address);
+    // A million sampled subsegments, in 10,000 invocations of 100.
+    let mut hundred = traced_service(&sink.address, || {
+        for _ in 0..100 {
             xray_lambda::begin_subsegment("noop").end();
         }
-        (before, resident_kib())
     });
+    for _ in 0..100 {
+        invoke(&mut hundred, &header(true));
+    }
+    let rss_before = resident_kib();
+    for _ in 0..10_000 {
+        invoke(&mut hundred, &header(true));
+    }
+    let rss_after = resident_kib();
+    let seed = seed_invocation(&sink);
     let interceptors = interceptor_comparison(&sink.address);
     let lite_sampled = xray_lite_subsegment(&sink.address, true);
     let lite_unsampled = xray_lite_subsegment(&sink.address, false);
@@ -294,7 +387,7 @@ fn main() {
     let (py_plain, py_xray) = (py_cold("plain"), py_cold("xray"));
 
     let ns = |d: Duration| d.as_secs_f64() * 1e9;
-    let ours = [ns(unsampled), ns(sampled)];
+    let ours = [ns(unsampled), ns(with_send)];
     println!("Per call (median), measured together on this machine:");
     println!("{:<58} {:>12} {:>10}", "", "time", "vs ours");
     let row = |label: &str, value_ns: f64, ours_ns: f64| {
@@ -315,7 +408,12 @@ fn main() {
         row("aws-xray-sdk (Python): @capture, Sampled=0", v, ours[0]);
     }
     row(
-        "xray-lambda: sampled subsegment, encoded + sent (UDP)",
+        "xray-lambda: sampled subsegment, recorded for sending",
+        ns(recorded),
+        ours[1],
+    );
+    row(
+        "xray-lambda: the same, with its share of the one datagram",
         ours[1],
         ours[1],
     );
@@ -329,8 +427,18 @@ fn main() {
     }
     println!();
     print_interceptor_comparison(&interceptors, &python);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let (seed_untraced, seed_traced, seed_datagrams) = seed;
+    println!("The seed example's invocation (5 subsegments, 2 AWS calls to a loopback stub):");
     println!(
-        "Memory: resident {rss_before} KiB before and {rss_after} KiB after 1,000,000 sampled subsegments in one invocation"
+        "    caller CPU {:.1} µs untraced, {:.1} µs traced ({:+.1} µs); {seed_datagrams:.2} datagrams per invocation",
+        us(seed_untraced),
+        us(seed_traced),
+        us(seed_traced) - us(seed_untraced)
+    );
+    println!();
+    println!(
+        "Memory: resident {rss_before} KiB before and {rss_after} KiB after 1,000,000 sampled subsegments (10,000 invocations of 100)"
     );
     println!();
     println!("Cold start, process start → first invocation answered (median of {runs}):");
