@@ -12,4 +12,26 @@ fi
 cargo build --quiet --release -p xray-bench --bins
 mkdir -p target/bench
 .venv/bin/python bench/python/sdk_bench.py > target/bench/python.json
-exec target/release/xray-bench target/bench/python.json "$PWD/.venv/bin/python"
+target/release/xray-bench target/bench/python.json "$PWD/.venv/bin/python"
+
+# Instructions, not time: the user-space work of each workload as callgrind counts it,
+# the same however busy the machine (time on a VM varies by tens of percent, and the
+# loopback network's kernel work lands on the calling thread).
+if ! command -v valgrind >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+count() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/xray-bench --count "$1" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+base=$(count none)
+per() { echo $(( ($(count "$1") - base) / $2 )); }
+echo
+echo "Instructions (user space, callgrind), per AWS call (1,000 PutItem in invocations of 10):"
+plain=$(per put-item-plain 1000)
+for sampled in "" "-unsampled"; do
+  p=$(per "put-item-plain$sampled" 1000); o=$(per "put-item-ours$sampled" 1000); l=$(per "put-item-lite$sampled" 1000)
+  echo "  Sampled=$([ -z "$sampled" ] && echo 1 || echo 0): plain $p; XRayInterceptor +$((o - p)); xray-lite-aws-sdk +$((l - p))"
+done
+u=$(per seed-untraced 100); t=$(per seed-traced 100)
+echo "Per seed invocation (5 subsegments, 2 AWS calls): untraced $u, traced $t (+$((t - u)))"

@@ -50,6 +50,20 @@ fn begin_segment_outside_lambda_starts_and_sends_a_trace() {
 
     let docs = daemon.trace(&trace_id.to_string());
     assert_eq!(names(&docs), ["inner step", "step", "local-tool"]);
+    let datagrams: Vec<Value> = daemon
+        .datagrams()
+        .into_iter()
+        .filter(|d| d["trace_id"] == trace_id.to_string())
+        .collect();
+    assert_eq!(
+        datagrams.len(),
+        1,
+        "the segment with its subsegments nested"
+    );
+    assert_eq!(
+        datagrams[0]["subsegments"][0]["subsegments"][0]["name"],
+        "inner step"
+    );
     let seg = &docs[2];
     assert!(
         seg.get("type").is_none() && seg.get("parent_id").is_none(),

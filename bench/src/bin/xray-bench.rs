@@ -322,6 +322,10 @@ fn main() {
         .unwrap_or(Value::Null);
     let python_bin = std::env::args().nth(2);
     let sink = Sink::start().unwrap();
+    if let Some(workload) = std::env::args().skip_while(|a| a != "--count").nth(1) {
+        count_workload(&workload, &sink);
+        return;
+    }
     if std::env::args().any(|a| a == "--interceptor-only") {
         // For profilers (e.g. valgrind --tool=callgrind): only the interceptor rounds.
         print_interceptor_comparison(&interceptor_comparison(&sink.address), &python);
@@ -329,8 +333,11 @@ fn main() {
     }
 
     let unsampled = in_invocation(&sink.address, &header(false), || {
+        // Through an opaque pointer: inlined into the loop, its one check would be
+        // hoisted out of it, and a call measured as nothing.
+        let call: fn(u64) -> u64 = black_box(captured);
         per_call(15, 2_000_000, || {
-            black_box(captured(black_box(7)));
+            black_box(call(black_box(7)));
         })
     });
     let (recorded, with_send) = sampled_subsegment(&sink.address);
@@ -458,6 +465,66 @@ fn main() {
             x - p
         );
     }
+}
+
+/// Runs one workload a fixed number of times and exits, for `valgrind --tool=callgrind`
+/// to count its instructions (`bench/compare.sh` takes the differences): user-space
+/// work only, and the same count however busy the machine is.
+///
+/// `put-item-{plain,ours,lite}[-unsampled]`: 1,000 PutItem calls in invocations of 10;
+/// `seed-{untraced,traced}`: 100 invocations of the seed example; `none`: setup only.
+fn count_workload(workload: &str, sink: &Sink) {
+    let endpoint = dynamodb_stub().unwrap();
+    let rt = std::rc::Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let sampled = !workload.ends_with("-unsampled");
+    let (plain, ours) = (
+        dynamodb_client(&endpoint, false),
+        dynamodb_client(&endpoint, true),
+    );
+    // Setup common to every workload: one call of each client.
+    for client in [&plain, &ours] {
+        assert!(rt.block_on(put_item(client.clone(), None)));
+    }
+    let lite = xray_lite_context(&sink.address, sampled);
+    let put_items = |client: aws_sdk_dynamodb::Client, lite: bool| {
+        let rt = rt.clone();
+        let context = lite.then(|| xray_lite_context(&sink.address, sampled));
+        let mut svc = traced_service(&sink.address, move || {
+            for _ in 0..10 {
+                let per_call = context
+                    .as_ref()
+                    .map(|c| SharedInterceptor::new(c.intercept_operation("DynamoDB", "PutItem")));
+                assert!(rt.block_on(put_item(client.clone(), per_call).in_current_trace()));
+            }
+        });
+        for _ in 0..100 {
+            invoke(&mut svc, &header(sampled));
+        }
+    };
+    match workload.trim_end_matches("-unsampled") {
+        "put-item-plain" => put_items(plain, false),
+        "put-item-ours" => put_items(ours, false),
+        "put-item-lite" => put_items(plain, true),
+        "seed-untraced" => {
+            let mut svc = bare_service(|| seed_work(&rt, &plain));
+            for _ in 0..100 {
+                invoke(&mut svc, &header(true));
+            }
+        }
+        "seed-traced" => {
+            let mut svc = traced_service(&sink.address, || seed_work(&rt, &ours));
+            for _ in 0..100 {
+                invoke(&mut svc, &header(true));
+            }
+        }
+        _ => {}
+    }
+    drop(lite);
 }
 
 /// Prints the interceptor comparison, with the Python SDK's patched botocore from
