@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use xray_bench::{
-    bare_service, dynamodb_client, dynamodb_stub, header, in_invocation, invoke, put_item,
-    seed_work, traced_service, Sink,
+    bare_service, header, in_invocation, invoke, put_item, seed_work, traced_service, Clients, Sink,
 };
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader};
 
@@ -98,17 +97,11 @@ fn invocation(c: &mut Criterion) {
         |b| b.iter(|| invoke(&mut traced, &header(true))),
     );
     // The seed example's invocation: 5 subsegments and 2 AWS calls, one datagram.
-    let endpoint = dynamodb_stub().unwrap();
-    let rt = std::sync::Arc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-    );
-    let (plain, client) = (
-        dynamodb_client(&endpoint, false),
-        dynamodb_client(&endpoint, true),
-    );
+    let Clients {
+        rt,
+        plain,
+        traced: client,
+    } = Clients::start().unwrap();
     let r = rt.clone();
     let mut bare = bare_service(move || seed_work(&r, &plain));
     c.bench_function("seed invocation, untraced", |b| {
@@ -121,26 +114,23 @@ fn invocation(c: &mut Criterion) {
 }
 
 fn interceptor(c: &mut Criterion) {
-    let endpoint = dynamodb_stub().unwrap();
-    let rt = Rc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-    );
+    let clients = Clients::start().unwrap();
     let sink = Sink::start().unwrap();
     // Calls in invocations of up to 10, each timed whole: the traced one's datagram,
     // sent when its handler ends, is shared by its calls, as in a real invocation.
-    for (name, traced) in [
-        ("DynamoDB PutItem, loopback stub, no interceptor", false),
+    for (name, client) in [
+        (
+            "DynamoDB PutItem, loopback stub, no interceptor",
+            &clients.plain,
+        ),
         (
             "DynamoDB PutItem, loopback stub, XRayInterceptor (sampled)",
-            true,
+            &clients.traced,
         ),
     ] {
-        let client = dynamodb_client(&endpoint, traced);
+        let client = client.clone();
         let todo = Rc::new(Cell::new(0u64));
-        let (t, r) = (todo.clone(), rt.clone());
+        let (t, r) = (todo.clone(), clients.rt.clone());
         let mut svc = traced_service(&sink.address, move || {
             for _ in 0..t.get() {
                 assert!(r.block_on(put_item(client.clone(), None).in_current_trace()));

@@ -212,6 +212,29 @@ pub async fn put_item(
     sent.is_ok()
 }
 
+/// What the AWS-call measurements share: a DynamoDB stub on loopback, a client for it
+/// with and one without `XRayInterceptor`, and a current-thread runtime to call them on.
+#[derive(Debug)]
+pub struct Clients {
+    pub rt: std::rc::Rc<tokio::runtime::Runtime>,
+    pub plain: aws_sdk_dynamodb::Client,
+    pub traced: aws_sdk_dynamodb::Client,
+}
+
+impl Clients {
+    pub fn start() -> std::io::Result<Self> {
+        let endpoint = dynamodb_stub()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Clients {
+            rt: std::rc::Rc::new(rt),
+            plain: dynamodb_client(&endpoint, false),
+            traced: dynamodb_client(&endpoint, true),
+        })
+    }
+}
+
 /// What the seed example's invocation does, on a DynamoDB `client` (traced or not):
 /// five subsegments (nested, one of them `#[capture]`d, with an annotation and
 /// metadata) and two AWS calls, run on `rt`.

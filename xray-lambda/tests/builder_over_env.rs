@@ -11,7 +11,7 @@ use std::time::Duration;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-use support::receive_all;
+use support::{event, receive_all, SAMPLED};
 use xray_lambda::XRayLayer;
 
 async fn handler(e: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
@@ -24,10 +24,7 @@ async fn handler(e: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> 
 /// Runs one invocation of `handler` under `layer`, with a sampled trace.
 async fn invoke(layer: &XRayLayer, payload: Value) {
     let mut svc = layer.layer(service_fn(handler));
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.xray_trace_id =
-        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into());
-    let _ = svc.call(LambdaEvent::new(payload, ctx)).await;
+    let _ = svc.call(event(payload, Some(SAMPLED))).await;
 }
 
 fn socket() -> UdpSocket {

@@ -13,9 +13,10 @@ use std::time::Duration;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-use support::{Collector, Logs};
+use support::{block_on, event, Collector, Logs};
 use xray_lambda::{begin_subsegment, current_trace_header, put_annotation, FutureExt, XRayLayer};
 
+/// A sampled header with a `Lineage`, which must be passed on as it came.
 const SAMPLED: &str =
     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:0";
 const INIT_WARNING: &str = "outside an invocation";
@@ -32,19 +33,6 @@ fn setup() {
     });
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-}
-
-fn event(header: Option<&str>) -> LambdaEvent<Value> {
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.xray_trace_id = header.map(str::to_owned);
-    LambdaEvent::new(json!({}), ctx)
-}
-
 /// Uses every part of the API, and answers with the header it would pass on.
 async fn handler(_: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
     let s = begin_subsegment("work");
@@ -59,7 +47,6 @@ async fn handler(_: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> 
 fn tracing_off_says_so_once_and_nothing_misleading() {
     setup();
     let (logs, _guard) = Logs::capture();
-    let rt = runtime();
 
     // The environment's host name is resolved when the service is built, not in an
     // invocation: its error is logged before the first one.
@@ -74,7 +61,7 @@ fn tracing_off_says_so_once_and_nothing_misleading() {
     for _ in 0..3 {
         for svc in [&mut from_env, &mut bad_port, &mut disabled] {
             // No documents, but the trace goes on to the services the function calls.
-            let out = rt.block_on(svc.call(event(Some(SAMPLED)))).unwrap();
+            let out = block_on(svc.call(event(json!({}), Some(SAMPLED)))).unwrap();
             assert_eq!(out, SAMPLED);
         }
     }
@@ -86,14 +73,16 @@ fn tracing_off_says_so_once_and_nothing_misleading() {
     // A malformed header: one warning per invocation, and no trace to pass on.
     let mut svc = XRayLayer::new().layer(service_fn(handler));
     for _ in 0..2 {
-        let out = rt
-            .block_on(svc.call(event(Some("Root=1-bad;Parent=53995c3f42cd8ad8;Sampled=1"))))
-            .unwrap();
+        let out = block_on(svc.call(event(
+            json!({}),
+            Some("Root=1-bad;Parent=53995c3f42cd8ad8;Sampled=1"),
+        )))
+        .unwrap();
         assert_eq!(out, Value::Null);
     }
     assert_eq!(logs.matching("malformed trace header").len(), 2);
     // No header at all: nothing worth a warning.
-    rt.block_on(svc.call(event(None))).unwrap();
+    block_on(svc.call(event(json!({}), None))).unwrap();
 
     let unexpected: Vec<_> = logs
         .lines()
@@ -143,7 +132,7 @@ fn guards_across_await_in_two_join_branches_are_reported_once() {
             );
             Ok::<_, lambda_runtime::Error>(Value::Null)
         }));
-    runtime().block_on(svc.call(event(Some(SAMPLED)))).unwrap();
+    block_on(svc.call(event(json!({}), Some(SAMPLED)))).unwrap();
     let warnings = logs.matching(OUT_OF_ORDER);
     assert_eq!(warnings.len(), 1, "once per process: {:#?}", logs.lines());
     assert!(

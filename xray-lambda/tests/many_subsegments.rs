@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use support::Collector;
+use support::{block_on, event, Collector, SAMPLED};
 use xray_lambda::{begin_subsegment, XRayLayer};
 
 struct Counting;
@@ -100,14 +100,7 @@ fn ten_thousand_subsegments_arrive_once_each_in_bounded_memory() {
                 Ok::<_, lambda_runtime::Error>(Value::Null)
             }
         }));
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.xray_trace_id =
-        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into());
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(svc.call(LambdaEvent::new(Value::Null, ctx)))
-        .unwrap();
+    block_on(svc.call(event(Value::Null, Some(SAMPLED)))).unwrap();
 
     let raw = daemon.raw();
     assert!(

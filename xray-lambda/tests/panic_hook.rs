@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-use support::Collector;
+use support::{block_on, event, Collector, SAMPLED};
 use xray_lambda::{begin_subsegment, FutureExt, XRayLayer};
 
 #[test]
@@ -41,14 +41,7 @@ fn panics_after_the_hook_was_replaced_are_not_given_an_earlier_ones_record() {
             let _ = AssertUnwindSafe(caught).catch_unwind_fut().await;
             Ok::<_, lambda_runtime::Error>(Value::Null)
         }));
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.xray_trace_id =
-        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into());
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(svc.call(LambdaEvent::new(json!({}), ctx)))
-        .unwrap();
+    block_on(svc.call(event(json!({}), Some(SAMPLED)))).unwrap();
     let docs = daemon.all();
     let exception = |name: &str| {
         let d = docs.iter().find(|d| d["name"] == name).unwrap();

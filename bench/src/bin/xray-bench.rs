@@ -16,7 +16,7 @@ use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
     bare_service, dynamodb_client, dynamodb_stub, header, in_invocation, invoke, put_item,
-    seed_work, thread_cpu_time, traced_service, Sink,
+    seed_work, thread_cpu_time, traced_service, Clients, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
@@ -197,17 +197,11 @@ fn put_item_costs(sink: &str, sampled: bool, variants: Vec<Variant>) -> Vec<(Dur
 /// The seed example's invocation (5 subsegments, 2 AWS calls) untraced and traced:
 /// `(untraced CPU, traced CPU, datagrams per traced invocation)`.
 fn seed_invocation(sink: &Sink) -> (Duration, Duration, f64) {
-    let endpoint = dynamodb_stub().unwrap();
-    let rt = std::rc::Rc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-    );
-    let (plain, client) = (
-        dynamodb_client(&endpoint, false),
-        dynamodb_client(&endpoint, true),
-    );
+    let Clients {
+        rt,
+        plain,
+        traced: client,
+    } = Clients::start().unwrap();
     let r = rt.clone();
     let mut bare = bare_service(move || seed_work(&r, &plain));
     let mut traced = traced_service(&sink.address, move || seed_work(&rt, &client));
@@ -474,18 +468,12 @@ fn main() {
 /// `put-item-{plain,ours,lite}[-unsampled]`: 1,000 PutItem calls in invocations of 10;
 /// `seed-{untraced,traced}`: 100 invocations of the seed example; `none`: setup only.
 fn count_workload(workload: &str, sink: &Sink) {
-    let endpoint = dynamodb_stub().unwrap();
-    let rt = std::rc::Rc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-    );
+    let Clients {
+        rt,
+        plain,
+        traced: ours,
+    } = Clients::start().unwrap();
     let sampled = !workload.ends_with("-unsampled");
-    let (plain, ours) = (
-        dynamodb_client(&endpoint, false),
-        dynamodb_client(&endpoint, true),
-    );
     // Setup common to every workload: one call of each client.
     for client in [&plain, &ours] {
         assert!(rt.block_on(put_item(client.clone(), None)));

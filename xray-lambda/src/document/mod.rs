@@ -433,20 +433,17 @@ pub(crate) mod test_records {
         r
     }
 
-    /// An exception with a one-frame stack.
+    /// An exception as the crate makes them, with a one-frame stack, but with any
+    /// type, however long.
     pub(crate) fn exception(kind: String, message: String) -> Exception {
+        let frame = StackFrame {
+            path: "a.rs".into(),
+            line: 1,
+            label: "f".into(),
+        };
         Exception {
-            id: SegmentId::random(),
-            message,
             kind,
-            remote: false,
-            cause: None,
-            stack: vec![StackFrame {
-                path: "a.rs".into(),
-                line: 1,
-                label: "f".into(),
-            }],
-            truncated: None,
+            ..crate::exception::exception(String::new(), message, Some(frame))
         }
     }
 }

@@ -11,6 +11,26 @@ use serde_json::Value;
 use xray_local::document::flatten;
 use xray_local::validate::Validator;
 
+/// The trace header of the tests' sampled invocations.
+pub const SAMPLED: &str =
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
+/// An invocation's event: `payload`, under the trace `header` (none: no trace).
+pub fn event<T>(payload: T, header: Option<&str>) -> lambda_runtime::LambdaEvent<T> {
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.xray_trace_id = header.map(str::to_owned);
+    lambda_runtime::LambdaEvent::new(payload, ctx)
+}
+
+/// Runs `fut` to its end on a current-thread runtime with timers: the test's own thread.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(fut)
+}
+
 /// The document in one datagram, after checking the daemon's header line and validating
 /// it (nested subsegments included) against the segment document schema.
 fn parse(datagram: &[u8], validator: &Validator) -> Value {
