@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use xray_bench::{
-    bare_service, header, in_invocation, invoke, put_item, seed_work, traced_service, Clients, Sink,
+    bare_service, header, in_invocation, invoke, put_item, seed_services, traced_service, Clients,
+    Sink,
 };
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader};
 
@@ -97,17 +98,10 @@ fn invocation(c: &mut Criterion) {
         |b| b.iter(|| invoke(&mut traced, &header(true))),
     );
     // The seed example's invocation: 5 subsegments and 2 AWS calls, one datagram.
-    let Clients {
-        rt,
-        plain,
-        traced: client,
-    } = Clients::start().unwrap();
-    let r = rt.clone();
-    let mut bare = bare_service(move || seed_work(&r, &plain));
+    let (mut bare, mut traced) = seed_services(Clients::start().unwrap(), &sink.address);
     c.bench_function("seed invocation, untraced", |b| {
         b.iter(|| invoke(&mut bare, &header(true)))
     });
-    let mut traced = traced_service(&sink.address, move || seed_work(&rt, &client));
     c.bench_function("seed invocation, traced (one datagram)", |b| {
         b.iter(|| invoke(&mut traced, &header(true)))
     });

@@ -252,6 +252,23 @@ pub fn seed_work(rt: &tokio::runtime::Runtime, client: &aws_sdk_dynamodb::Client
     assert!(saved, "the DynamoDB stub answers");
 }
 
+/// The seed example's invocation as two services on `clients`: untraced, and traced
+/// with `XRayLayer` sending to `daemon`.
+pub fn seed_services(
+    clients: Clients,
+    daemon: &str,
+) -> (
+    impl Service<LambdaEvent<()>, Response = (), Error = lambda_runtime::Error>,
+    impl Service<LambdaEvent<()>, Response = (), Error = lambda_runtime::Error>,
+) {
+    let Clients { rt, plain, traced } = clients;
+    let r = rt.clone();
+    (
+        bare_service(move || seed_work(&r, &plain)),
+        traced_service(daemon, move || seed_work(&rt, &traced)),
+    )
+}
+
 #[xray_lambda::capture]
 async fn save_user(client: aws_sdk_dynamodb::Client) -> bool {
     use xray_lambda::FutureExt;

@@ -16,7 +16,7 @@ use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
     bare_service, dynamodb_client, dynamodb_stub, header, in_invocation, invoke, put_item,
-    seed_work, thread_cpu_time, traced_service, Clients, Sink,
+    seed_services, seed_work, thread_cpu_time, traced_service, Clients, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
@@ -197,14 +197,7 @@ fn put_item_costs(sink: &str, sampled: bool, variants: Vec<Variant>) -> Vec<(Dur
 /// The seed example's invocation (5 subsegments, 2 AWS calls) untraced and traced:
 /// `(untraced CPU, traced CPU, datagrams per traced invocation)`.
 fn seed_invocation(sink: &Sink) -> (Duration, Duration, f64) {
-    let Clients {
-        rt,
-        plain,
-        traced: client,
-    } = Clients::start().unwrap();
-    let r = rt.clone();
-    let mut bare = bare_service(move || seed_work(&r, &plain));
-    let mut traced = traced_service(&sink.address, move || seed_work(&rt, &client));
+    let (mut bare, mut traced) = seed_services(Clients::start().unwrap(), &sink.address);
     let sent = std::cell::Cell::new((0u64, 0u64));
     let costs = {
         let mut runs: Vec<Box<dyn FnMut() + '_>> = vec![
