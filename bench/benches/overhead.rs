@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use xray_bench::{
-    bare_service, header, in_invocation, invoke, put_item, seed_services, traced_service, Clients,
-    Sink,
+    bare_service, header, in_invocation, in_invocations, invoke, put_item, seed_services,
+    traced_service, Clients, Sink,
 };
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader};
 
@@ -45,12 +45,7 @@ fn subsegments(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 spent.set(Duration::ZERO);
-                let mut left = iters;
-                while left > 0 {
-                    todo.set(left.min(100));
-                    left -= todo.get();
-                    invoke(&mut svc, &header(true));
-                }
+                in_invocations(&mut svc, &todo, iters, 100);
                 spent.get()
             })
         });
@@ -133,12 +128,7 @@ fn interceptor(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
-                let mut left = iters;
-                while left > 0 {
-                    todo.set(left.min(10));
-                    left -= todo.get();
-                    invoke(&mut svc, &header(true));
-                }
+                in_invocations(&mut svc, &todo, iters, 10);
                 start.elapsed()
             })
         });

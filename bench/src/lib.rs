@@ -115,30 +115,30 @@ pub fn header(sampled: bool) -> String {
 pub fn in_invocation<R>(daemon: &str, header: &str, f: impl FnOnce() -> R) -> R {
     let mut f = Some(f);
     let mut out = None;
-    {
-        let mut svc = XRayLayer::new()
-            .daemon_address(daemon)
-            .enabled(true)
-            .capture_response(false)
-            .layer(service_fn(|_: LambdaEvent<()>| {
-                // The handler's synchronous part runs inside the invocation's context.
-                if let Some(f) = f.take() {
-                    out = Some(f());
-                }
-                async { Ok::<(), lambda_runtime::Error>(()) }
-            }));
-        let mut ctx = lambda_runtime::Context::default();
-        ctx.xray_trace_id = Some(header.to_owned());
-        let fut = svc.call(LambdaEvent::new((), ctx));
-        let mut fut = std::pin::pin!(fut);
-        let waker = std::task::Waker::noop();
-        let _ = fut
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(waker));
-    }
+    // The handler's synchronous part runs inside the invocation's context.
+    invoke(
+        &mut traced_service(daemon, || out = f.take().map(|f| f())),
+        header,
+    );
     match out {
         Some(r) => r,
         None => unreachable_invocation(),
+    }
+}
+
+/// Runs `iters` units of work as invocations of `svc` of at most `per` each, telling
+/// the handler through `todo` how many to do this time: what the benches time.
+pub fn in_invocations<S: Service<LambdaEvent<()>>>(
+    svc: &mut S,
+    todo: &std::cell::Cell<u64>,
+    iters: u64,
+    per: u64,
+) {
+    let mut left = iters;
+    while left > 0 {
+        todo.set(left.min(per));
+        left -= todo.get();
+        invoke(svc, &header(true));
     }
 }
 

@@ -204,7 +204,7 @@ impl Drop for Entered<'_> {
 }
 
 /// What was current before a guard began, restored when it ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Previous(Option<Entry>);
 
 /// Makes a guard's node current, for the task that makes it.
