@@ -11,10 +11,13 @@ use std::time::Duration;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-use support::{event, receive_all, SAMPLED};
+use support::{event, receive_all, receive_datagrams, SAMPLED};
 use xray_lambda::XRayLayer;
 
 async fn handler(e: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+    if e.payload["work"] == true {
+        xray_lambda::begin_subsegment("work").end();
+    }
     if e.payload["fail"] == true {
         return Err("boom".into());
     }
@@ -48,6 +51,7 @@ async fn builder_settings_override_every_environment_setting() {
         ("POWERTOOLS_SERVICE_NAME", "from-env"),
         ("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "false"),
         ("POWERTOOLS_TRACER_CAPTURE_ERROR", "false"),
+        ("XRAY_LAMBDA_STREAMING_THRESHOLD", "0"),
     ] {
         std::env::set_var(name, value);
     }
@@ -94,6 +98,12 @@ async fn builder_settings_override_every_environment_setting() {
     );
     let docs = receive_all(&from_builder);
     assert_eq!(docs.len(), 2, "{docs:#?}");
+    invoke(
+        &layer.clone().streaming_threshold(1_000),
+        json!({"work": true}),
+    )
+    .await;
+    assert_eq!(receive_datagrams(&from_builder).len(), 1, "nested again");
     let (ok, failed) = (&docs[0], &docs[1]);
     for d in &docs {
         assert_eq!(d["name"], "## env-fn");

@@ -143,6 +143,17 @@ fn ten_thousand_subsegments_arrive_once_each_in_bounded_memory() {
     // Held all at once, the encoded documents alone would be well over 1.5 MB.
     let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
     assert!(peak < 512 * 1024, "held {peak} bytes at the peak");
+    // Leaves directly under the long-running handler outgrow its document: past the
+    // bound, each goes as a document of its own.
+    let alone = daemon
+        .datagrams()
+        .iter()
+        .filter(|d| d["name"].as_str().unwrap().starts_with("leaf-"))
+        .count();
+    assert!(
+        alone > LEAVES / 2,
+        "{alone} of {LEAVES} leaves sent on their own"
+    );
     // Whole subtrees go together: each group arrives in one document with its leaves.
     for doc in daemon.datagrams() {
         let flat = xray_local::document::flatten(&doc);

@@ -214,3 +214,52 @@ fn timeout_message(running: Duration, left: Duration) -> String {
         running.as_secs_f64()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::context::test_support::Daemon;
+    use crate::context::Node;
+
+    /// A child that ends after its parent (a task spawned with `in_current_trace` that
+    /// outlives it) cannot be nested any more: it goes as a document of its own.
+    #[test]
+    fn a_child_ending_after_its_parent_is_sent_on_its_own() {
+        let d = Daemon::new();
+        let facade = d.facade(true);
+        let root = Node::child(&facade, "## handler".into(), true).unwrap();
+        let parent = Node::child(&root, "parent".into(), false).unwrap();
+        let late = Node::child(&parent, "late".into(), false).unwrap();
+        parent.end();
+        late.end();
+        root.end();
+        let datagrams = d.datagrams();
+        let names: Vec<_> = datagrams.iter().map(|d| d["name"].clone()).collect();
+        assert_eq!(names, ["late", "## handler"], "{datagrams:#?}");
+        assert_eq!(datagrams[0]["parent_id"], parent.id().to_string());
+        assert_eq!(datagrams[0]["type"], "subsegment");
+        assert_eq!(datagrams[1]["subsegments"][0]["name"], "parent");
+    }
+
+    /// When leaves under an open parent cross the size bound, the largest are sent
+    /// early: a burst of at most [`super::MAX_BURST`] (sending down to three quarters of
+    /// the bound in one go would be about 70 small ones).
+    #[test]
+    fn early_sends_come_in_bursts_of_at_most_32() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = Daemon::new();
+        let facade = d.facade(true);
+        let root = Node::child(&facade, "## handler".into(), true).unwrap();
+        let pending = || root.trace.pending_count.load(Relaxed);
+        let sent = loop {
+            let before = pending();
+            Node::child(&root, "leaf".into(), false).unwrap().end();
+            let after = pending();
+            if after <= before {
+                break before + 1 - after;
+            }
+            assert!(before < 5_000, "the bound was never crossed");
+        };
+        assert_eq!(sent, super::MAX_BURST);
+        assert!(root.trace.pending_bytes.load(Relaxed) <= crate::emitter::MAX_SUBTREE);
+    }
+}

@@ -700,6 +700,62 @@ mod tests {
         assert!(d.documents().is_empty());
     }
 
+    /// With less time left than the margin, what the invocation holds is sent halfway
+    /// to the deadline, not at once.
+    #[tokio::test]
+    async fn with_less_time_than_the_margin_the_flush_comes_halfway() {
+        let d = Daemon::new();
+        let mut svc = layer(&d)
+            .timeout_margin(std::time::Duration::from_secs(10))
+            .layer(service_fn(|_: LambdaEvent<Value>| async {
+                let _s = crate::begin_subsegment("slow");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                Ok::<_, lambda_runtime::Error>(Value::Null)
+            }));
+        let mut e = event(Some(&sampled()));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        e.context.deadline = now_ms + 600;
+        svc.call(e).await.unwrap();
+        let datagrams = d.datagrams();
+        assert_eq!(
+            datagrams.len(),
+            2,
+            "the flush, then the true end: {datagrams:#?}"
+        );
+        let early = &datagrams[0];
+        let ran = early["end_time"].as_f64().unwrap() - early["start_time"].as_f64().unwrap();
+        assert!(
+            (0.25..0.45).contains(&ran),
+            "flushed after {ran} s, not halfway"
+        );
+        assert_eq!(
+            early["subsegments"][0]["cause"]["exceptions"][0]["type"],
+            "Timeout"
+        );
+        assert!(datagrams[1].get("fault").is_none());
+    }
+
+    /// With a streaming threshold of zero, each subsegment goes as soon as it ends.
+    #[tokio::test]
+    async fn a_zero_threshold_sends_each_subsegment_as_it_ends() {
+        let d = Daemon::new();
+        let mut svc = layer(&d)
+            .streaming_threshold(0)
+            .layer(service_fn(ok_handler));
+        svc.call(event(Some(&sampled()))).await.unwrap();
+        let datagrams = d.datagrams();
+        let names: Vec<_> = datagrams
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{datagrams:#?}");
+        assert_eq!(names[0], "work");
+        assert!(datagrams[1].get("subsegments").is_none());
+    }
+
     /// With nothing to send documents to (an unusable address, tracing disabled), the
     /// invocation records nothing, but its trace still reaches the services it calls.
     #[tokio::test]
