@@ -43,6 +43,15 @@ pub(crate) fn from_text(
     vec![exception(kind, message, at)]
 }
 
+/// The single exception for an error known only by its text (a `tracing` field): its
+/// type is `kind` when given, else the leading identifier of the text when it reads
+/// like a `Debug` of a type (`NotFound { id: 7 }` → `NotFound`).
+#[cfg(feature = "tracing-layer")]
+pub(crate) fn from_formatted(message: String, kind: Option<&str>) -> Vec<Exception> {
+    let kind = kind.map_or_else(|| type_from_debug(&message), str::to_owned);
+    vec![exception(kind, message, None)]
+}
+
 /// The exception for an error a service answered with: its error code and message.
 #[cfg(feature = "aws-sdk")]
 pub(crate) fn remote(code: String, message: String) -> Exception {

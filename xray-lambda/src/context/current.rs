@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use super::node::Node;
+use super::trace::note_current;
 
 /// What code running now works under.
 #[derive(Clone, Debug)]
@@ -188,6 +189,9 @@ pub(crate) struct Entered<'a> {
 
 impl<'a> Entered<'a> {
     pub(crate) fn new(slot: &'a mut Option<Context>) -> Self {
+        if let Some(Context::Node(n)) = slot {
+            note_current(n);
+        }
         let entry = slot.take().map(|context| Entry {
             context,
             owner: Owner::Poll,
@@ -209,9 +213,22 @@ pub(crate) struct Previous(Option<Entry>);
 
 /// Makes a guard's node current, for the task that makes it.
 pub(crate) fn enter_guard(node: Arc<Node>) -> Previous {
+    note_current(&node);
     Previous(replace(Some(Entry {
         context: Context::Node(node),
         owner: Owner::Task(tokio::task::try_id()),
+    })))
+}
+
+/// Makes `node` current for all code on this thread, as a traced future's poll does,
+/// until [`exit_guard`]: what a `tracing` span being entered does.
+#[cfg(feature = "tracing-layer")]
+pub(crate) fn enter_span(node: Arc<Node>) -> Previous {
+    // Not noted as `last_current`: a thread handed work inside this span finds the
+    // span's own node through the span.
+    Previous(replace(Some(Entry {
+        context: Context::Node(node),
+        owner: Owner::Poll,
     })))
 }
 

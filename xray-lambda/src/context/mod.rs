@@ -8,12 +8,16 @@ mod node;
 mod scope;
 mod trace;
 
+#[cfg(feature = "tracing-layer")]
+pub(crate) use current::enter_span;
 pub(crate) use current::{
     current, current_recording, enter_guard, exit_guard, recording, Context, Entered, Previous,
     Recording,
 };
 pub(crate) use node::Node;
 pub(crate) use scope::{open_subsegment, JustEnd, OnComplete, Opened, Scope};
+#[cfg(feature = "tracing-layer")]
+pub(crate) use trace::follow_current;
 pub(crate) use trace::Trace;
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::value::RawValue;
-
-use crate::document::{AnnotationValue, Cause, Children, ErrorKind, Exception, Kind, Name, Record};
+use crate::document::{
+    AnnotationValue, Cause, Children, ErrorKind, Exception, Key, Kind, MetadataValue, Name, Record,
+};
 use crate::header::TraceHeader;
 use crate::id::SegmentId;
 use crate::{panic, sanitize};
@@ -86,7 +86,14 @@ impl Node {
         if !trace.is_recording() {
             return None;
         }
-        Self::create(trace, None, name, Kind::Segment, NodeKind::Root)
+        Self::create(
+            trace,
+            None,
+            name,
+            Kind::Segment,
+            NodeKind::Root,
+            Instant::now(),
+        )
     }
 
     /// A subsegment under `parent`, or under its nearest ancestor still open (a guard
@@ -94,6 +101,17 @@ impl Node {
     /// when the trace does not record, or has ended. `root` marks the subsegment that
     /// stands for the whole invocation (the handler's).
     pub(crate) fn child(parent: &Arc<Node>, name: Name, root: bool) -> Option<Arc<Self>> {
+        Self::child_since(parent, name, root, Instant::now())
+    }
+
+    /// [`Self::child`] for work that began at `started` (reported once it is over, like
+    /// a database query).
+    pub(crate) fn child_since(
+        parent: &Arc<Node>,
+        name: Name,
+        root: bool,
+        started: Instant,
+    ) -> Option<Arc<Self>> {
         if !parent.trace.is_recording() {
             return None;
         }
@@ -117,6 +135,7 @@ impl Node {
             name,
             Kind::Subsegment,
             kind,
+            started,
         )
     }
 
@@ -126,9 +145,9 @@ impl Node {
         name: Name,
         document_kind: Kind,
         kind: NodeKind,
+        started: Instant,
     ) -> Option<Arc<Self>> {
         let id = SegmentId::random();
-        let started = Instant::now();
         let record = Record::new(
             sanitize::sanitize_name(name),
             id,
@@ -225,13 +244,13 @@ impl Node {
         }
     }
 
-    pub(crate) fn put_annotation(&self, key: &str, value: AnnotationValue) {
+    pub(crate) fn put_annotation(&self, key: impl Key, value: AnnotationValue) {
         if !self.is_recording() {
             return;
         }
-        if !sanitize::is_valid_annotation_key(key) {
+        if !sanitize::is_valid_annotation_key(key.as_str()) {
             tracing::warn!(
-                key,
+                key = key.as_str(),
                 "annotation key must be 1-500 ASCII letters, digits or underscores; dropped"
             );
             return;
@@ -239,7 +258,7 @@ impl Node {
         let value = match value {
             AnnotationValue::Float(f) if !f.is_finite() => {
                 tracing::warn!(
-                    key,
+                    key = key.as_str(),
                     value = f,
                     "annotation value is not a finite number; dropped"
                 );
@@ -283,8 +302,13 @@ impl Node {
         }
     }
 
-    pub(crate) fn put_raw_metadata(&self, namespace: &str, key: &str, raw: Box<RawValue>) {
-        self.with_record(|r| r.metadata.insert(namespace, key, raw));
+    pub(crate) fn put_raw_metadata(
+        &self,
+        namespace: impl Key,
+        key: impl Key,
+        value: impl Into<MetadataValue>,
+    ) {
+        self.with_record(|r| r.metadata.insert(namespace, key, value));
     }
 
     /// Records an error given as its exceptions (outermost first) and sets the flag for

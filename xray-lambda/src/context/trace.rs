@@ -40,6 +40,28 @@ pub(crate) struct Trace {
     pub(super) streaming_threshold: usize,
     /// Held for every send, so sends of one trace happen in order.
     pub(super) emission: Mutex<()>,
+    /// The node made current last, on any thread, while [`FOLLOW_CURRENT`] is set.
+    last_current: Mutex<Weak<Node>>,
+}
+
+/// Set when something needs to know what a trace's code works under from another
+/// thread, which only [`Trace::last_current`] can tell: the `tracing` layer, for threads
+/// that run work on behalf of an invocation (sqlx's SQLite worker) and know nothing but
+/// the span current when the work was handed to them.
+static FOLLOW_CURRENT: AtomicBool = AtomicBool::new(false);
+
+/// Starts keeping [`Trace::last_current`] up to date.
+#[cfg(feature = "tracing-layer")]
+pub(crate) fn follow_current() {
+    FOLLOW_CURRENT.store(true, Ordering::Relaxed);
+}
+
+/// Notes that `node` is current now, when someone follows that.
+#[inline]
+pub(super) fn note_current(node: &Arc<Node>) {
+    if FOLLOW_CURRENT.load(Ordering::Relaxed) && node.trace().is_recording() {
+        *lock(&node.trace().last_current) = Arc::downgrade(node);
+    }
 }
 
 impl Trace {
@@ -66,6 +88,7 @@ impl Trace {
             pending_count: AtomicUsize::new(0),
             streaming_threshold,
             emission: Mutex::new(()),
+            last_current: Mutex::new(Weak::new()),
         })
     }
 
@@ -88,6 +111,13 @@ impl Trace {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// The node most recently made current in this trace, on any thread (or its nearest
+    /// open ancestor); `None` unless [`follow_current`] was called before.
+    #[cfg(feature = "tracing-layer")]
+    pub(crate) fn last_current(&self) -> Option<Arc<Node>> {
+        lock(&self.last_current).upgrade()?.nearest_open()
     }
 
     /// The header for a call made under `parent`.

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 
 use serde::Serialize;
 
-use super::{Kind, Record, Shrink, Timestamp};
+use super::{AnnotationValue, Kind, MetadataValue, Record, Shrink, Timestamp};
 use crate::id::{SegmentId, TraceId};
 
 /// The most bytes the fields of a document sent on its own add in front of a subtree:
@@ -301,7 +301,7 @@ fn write_fitting(record: &mut Record, out: &mut Vec<u8>, start: usize, limit: us
 
 fn write_fields(r: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"name\":");
-    write_name(out, &r.name);
+    write_str(out, &r.name);
     out.extend_from_slice(b",\"id\":\"");
     out.extend_from_slice(&r.id.to_hex());
     out.extend_from_slice(b"\",\"start_time\":");
@@ -330,16 +330,37 @@ fn write_fields(r: &Record, out: &mut Vec<u8>) {
         write_field(out, "cause", cause);
     }
     if !r.annotations.is_empty() {
-        write_field(out, "annotations", &r.annotations);
+        out.extend_from_slice(b",\"annotations\":{");
+        for (i, (key, value)) in r.annotations.0.iter().enumerate() {
+            write_key(out, i, key);
+            write_scalar(out, value);
+        }
+        out.push(b'}');
     }
     if !r.metadata.is_empty() {
-        write_field(out, "metadata", &r.metadata);
+        out.extend_from_slice(b",\"metadata\":{");
+        for (i, (namespace, entries)) in r.metadata.namespaces().enumerate() {
+            write_key(out, i, namespace);
+            out.push(b'{');
+            for (j, (key, value)) in entries.enumerate() {
+                write_key(out, j, key);
+                match value {
+                    MetadataValue::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
+                    MetadataValue::Scalar(v) => write_scalar(out, v),
+                }
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
     }
     if let Some(http) = &r.http {
         write_field(out, "http", http);
     }
     if let Some(aws) = &r.aws {
         write_field(out, "aws", aws);
+    }
+    if let Some(sql) = &r.sql {
+        write_field(out, "sql", sql);
     }
 }
 
@@ -355,15 +376,42 @@ fn write_field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) 
     }
 }
 
-/// A sanitized name has no character JSON escapes (no quote, backslash or control
-/// character): it is copied as it is. Anything else is escaped.
-fn write_name(out: &mut Vec<u8>, name: &str) {
-    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+/// `"key":` of the `i`th entry of an object.
+fn write_key(out: &mut Vec<u8>, i: usize, key: &str) {
+    if i > 0 {
+        out.push(b',');
+    }
+    write_str(out, key);
+    out.push(b':');
+}
+
+/// An annotation or scalar metadata value. Floats are finite here: non-finite ones are
+/// refused as annotations and kept as text in metadata.
+fn write_scalar(out: &mut Vec<u8>, value: &AnnotationValue) {
+    match value {
+        AnnotationValue::String(s) => write_str(out, s),
+        AnnotationValue::Int(v) => {
+            if *v < 0 {
+                out.push(b'-');
+            }
+            write_u64(out, v.unsigned_abs());
+        }
+        AnnotationValue::UInt(v) => write_u64(out, *v),
+        AnnotationValue::Float(v) => write_json(out, v),
+        AnnotationValue::Bool(true) => out.extend_from_slice(b"true"),
+        AnnotationValue::Bool(false) => out.extend_from_slice(b"false"),
+    }
+}
+
+/// A string with no character JSON escapes (no quote, backslash or control character,
+/// as any sanitized name) is copied as it is. Anything else is escaped.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(s.as_bytes());
         out.push(b'"');
     } else {
-        write_json(out, name);
+        write_json(out, s);
     }
 }
 
@@ -440,7 +488,7 @@ fn write_u64(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::super::test_records::{exception, record};
-    use super::super::{Aws, Http, HttpResponse, Record, StackFrame};
+    use super::super::{AnnotationValue, Aws, Http, HttpResponse, Record, Sql, StackFrame};
     use super::*;
     use serde_json::{json, Value};
 
@@ -491,6 +539,40 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"trace_id":"1-5759e988-bd862e3fe1be46a994272793","parent_id":"53995c3f42cd8ad8","type":"subsegment","name":"n","id":"1111222233334444","start_time":1795460769.158351,"end_time":1795460769.158362}"#
         );
+    }
+
+    #[test]
+    fn annotations_and_metadata_are_written_as_json_reads_them() {
+        let mut r = record();
+        let values = [
+            AnnotationValue::from("plain"),
+            AnnotationValue::from("quote \" back \\ tab \t é"),
+            AnnotationValue::from(i64::MIN),
+            AnnotationValue::from(-7),
+            AnnotationValue::from(u64::MAX),
+            AnnotationValue::from(0.25),
+            AnnotationValue::from(true),
+            AnnotationValue::from(false),
+        ];
+        for (i, v) in values.iter().enumerate() {
+            r.annotations.insert(format!("a{i}").as_str(), v.clone());
+            r.metadata.insert("ns", format!("k{i}").as_str(), v.clone());
+        }
+        r.metadata
+            .insert("other", "key \"q\"", AnnotationValue::from(f64::NAN));
+        let raw = serde_json::value::to_raw_value(&json!({"x": [1, "y"]})).unwrap();
+        r.metadata.insert("ns", "json", raw);
+        let doc = document(&encode(r, Children::default()));
+        let expected: Vec<Value> = values
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap())
+            .collect();
+        for (i, v) in expected.iter().enumerate() {
+            assert_eq!(&doc["annotations"][format!("a{i}")], v);
+            assert_eq!(&doc["metadata"]["ns"][format!("k{i}")], v);
+        }
+        assert_eq!(doc["metadata"]["ns"]["json"], json!({"x": [1, "y"]}));
+        assert_eq!(doc["metadata"]["other"]["key \"q\""], "NaN");
     }
 
     #[test]
@@ -722,7 +804,7 @@ mod tests {
         );
         for i in 0..2_000 {
             r.annotations
-                .insert(&format!("key_{i}"), "v".repeat(1000).into());
+                .insert(format!("key_{i}").as_str(), "v".repeat(1000).into());
         }
         let mut e = exception(huge(), huge());
         e.stack.clear();
@@ -732,6 +814,10 @@ mod tests {
             request_id: Some(huge()),
             ..Aws::default()
         }));
+        r.sql = Some(Box::new(Sql {
+            sanitized_query: huge(),
+            database_type: Some(huge()),
+        }));
         r.fault = true;
         let doc = document(&encode(r, Children::default()));
         assert_eq!((&doc["name"], &doc["fault"]), (&json!("n"), &json!(true)));
@@ -739,10 +825,11 @@ mod tests {
             doc["metadata"]["xray_lambda"]["truncated"],
             json!([
                 "metadata",
+                "sql_query",
                 "messages",
                 "annotations",
                 "exceptions",
-                "cause_aws_http"
+                "cause_aws_http_sql"
             ])
         );
     }

@@ -21,6 +21,12 @@ pub(crate) use encode::{Children, Subtree, MAX_DOCUMENT_PREFIX};
 pub(crate) use shrink::Shrink;
 /// Metadata namespace when none is given.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";
+/// Metadata namespace of the fields of `tracing` spans and events.
+#[cfg(feature = "tracing-layer")]
+pub(crate) const TRACING_NAMESPACE: &str = "tracing";
+/// Metadata namespace of what a database query reports besides its statement.
+#[cfg(feature = "tracing-layer")]
+pub(crate) const SQL_NAMESPACE: &str = "sql";
 /// Metadata namespace for what this crate itself notes on a document.
 pub(crate) const SDK_NAMESPACE: &str = "xray_lambda";
 /// Key (under [`SDK_NAMESPACE`]) saying a subsegment did not end by itself, and why.
@@ -223,15 +229,40 @@ impl Cause {
     }
 }
 
+/// An annotation key or a metadata namespace or key: a `&str` is copied, a [`Name`]
+/// (borrowed for `'static` strings such as `tracing` field names) is kept as it is.
+pub(crate) trait Key {
+    fn as_str(&self) -> &str;
+    fn into_name(self) -> Name;
+}
+
+impl Key for &str {
+    fn as_str(&self) -> &str {
+        self
+    }
+    fn into_name(self) -> Name {
+        Cow::Owned(self.to_owned())
+    }
+}
+
+impl Key for Name {
+    fn as_str(&self) -> &str {
+        self
+    }
+    fn into_name(self) -> Name {
+        self
+    }
+}
+
 /// Annotations in insertion order; a key set twice keeps its last value.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Annotations(Vec<(String, AnnotationValue)>);
+pub(crate) struct Annotations(Vec<(Name, AnnotationValue)>);
 
 impl Annotations {
-    pub(crate) fn insert(&mut self, key: &str, value: AnnotationValue) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
+    pub(crate) fn insert(&mut self, key: impl Key, value: AnnotationValue) {
+        match self.0.iter_mut().find(|(k, _)| k == key.as_str()) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((key.to_owned(), value)),
+            None => self.0.push((key.into_name(), value)),
         }
     }
 
@@ -250,27 +281,76 @@ impl Serialize for Annotations {
     }
 }
 
-/// Metadata: namespace → key → JSON, each value encoded when it was put.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Metadata(Vec<(String, KeyValues)>);
+/// A metadata value: JSON encoded when it was put, or a scalar kept as it is until the
+/// document is encoded (a number or a boolean then costs no allocation).
+#[derive(Clone, Debug)]
+pub(crate) enum MetadataValue {
+    Json(Box<RawValue>),
+    Scalar(AnnotationValue),
+}
 
-/// One namespace's entries, in insertion order.
-type KeyValues = Vec<(String, Box<RawValue>)>;
+impl From<Box<RawValue>> for MetadataValue {
+    fn from(raw: Box<RawValue>) -> Self {
+        MetadataValue::Json(raw)
+    }
+}
+
+impl From<AnnotationValue> for MetadataValue {
+    /// JSON has no NaN or infinity: such floats are kept as their text.
+    fn from(value: AnnotationValue) -> Self {
+        match value {
+            AnnotationValue::Float(f) if !f.is_finite() => {
+                MetadataValue::Scalar(AnnotationValue::String(f.to_string()))
+            }
+            v => MetadataValue::Scalar(v),
+        }
+    }
+}
+
+impl Serialize for MetadataValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MetadataValue::Json(raw) => raw.serialize(s),
+            MetadataValue::Scalar(v) => v.serialize(s),
+        }
+    }
+}
+
+/// Metadata: namespace → key → value. Kept flat (one allocation for any number of
+/// entries) and grouped by namespace, in the order each namespace first appeared, when
+/// encoded.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Metadata(Vec<(Name, Name, MetadataValue)>);
 
 impl Metadata {
-    pub(crate) fn insert(&mut self, namespace: &str, key: &str, value: Box<RawValue>) {
-        let entries = match self.0.iter().position(|(ns, _)| ns == namespace) {
-            Some(i) => &mut self.0[i].1,
-            None => {
-                self.0.push((namespace.to_owned(), Vec::new()));
-                let last = self.0.len() - 1;
-                &mut self.0[last].1
-            }
-        };
-        match entries.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => entries.push((key.to_owned(), value)),
+    pub(crate) fn insert(
+        &mut self,
+        namespace: impl Key,
+        key: impl Key,
+        value: impl Into<MetadataValue>,
+    ) {
+        let value = value.into();
+        let existing = self
+            .0
+            .iter_mut()
+            .find(|(ns, k, _)| ns == namespace.as_str() && k == key.as_str());
+        match existing {
+            Some(slot) => slot.2 = value,
+            None => self.0.push((namespace.into_name(), key.into_name(), value)),
         }
+    }
+
+    /// The value under `namespace` and `key`.
+    pub(crate) fn get(&self, namespace: &str, key: &str) -> Option<&MetadataValue> {
+        self.0
+            .iter()
+            .find(|(ns, k, _)| ns == namespace && k == key)
+            .map(|(_, _, v)| v)
+    }
+
+    /// Whether anything but what `keep` says is there.
+    pub(crate) fn has_other_than(&self, keep: impl Fn(&str, &str) -> bool) -> bool {
+        self.0.iter().any(|(ns, k, _)| !keep(ns, k))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -282,12 +362,32 @@ impl Metadata {
     }
 }
 
-struct Entries<'a>(&'a [(String, Box<RawValue>)]);
+impl Metadata {
+    /// Each namespace, in the order it first appeared, with its entries.
+    pub(crate) fn namespaces(
+        &self,
+    ) -> impl Iterator<Item = (&str, impl Iterator<Item = (&str, &MetadataValue)>)> {
+        let all = &self.0;
+        all.iter().enumerate().filter_map(move |(i, (ns, _, _))| {
+            if all[..i].iter().any(|(seen, _, _)| seen == ns) {
+                return None;
+            }
+            let entries = all[i..]
+                .iter()
+                .filter(move |(n, _, _)| n == ns)
+                .map(|(_, k, v)| (&**k, v));
+            Some((&**ns, entries))
+        })
+    }
+}
 
-impl Serialize for Entries<'_> {
+/// The entries of one namespace.
+struct Entries<I>(std::cell::Cell<Option<I>>);
+
+impl<'a, I: Iterator<Item = (&'a str, &'a MetadataValue)>> Serialize for Entries<I> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.take().into_iter().flatten() {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -296,9 +396,9 @@ impl Serialize for Entries<'_> {
 
 impl Serialize for Metadata {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (ns, entries) in &self.0 {
-            map.serialize_entry(ns, &Entries(entries))?;
+        let mut map = s.serialize_map(None)?;
+        for (ns, entries) in self.namespaces() {
+            map.serialize_entry(ns, &Entries(std::cell::Cell::new(Some(entries))))?;
         }
         map.end()
     }
@@ -321,6 +421,20 @@ pub(crate) struct HttpResponse {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_length: Option<u64>,
+}
+
+/// `namespace` of a subsegment for a call to a service that is not AWS (a database, an
+/// HTTP API).
+#[cfg(feature = "tracing-layer")]
+pub(crate) const REMOTE_NAMESPACE: &str = "remote";
+
+/// `sql` of a subsegment for a database query. Only the statement as written (with its
+/// placeholders) is kept: bound values never reach it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Sql {
+    pub sanitized_query: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_type: Option<String>,
 }
 
 /// `aws` of a subsegment for an AWS SDK call. `parameters` are the recorded request
@@ -366,6 +480,8 @@ pub(crate) struct Record {
     pub http: Option<Http>,
     /// Boxed: only AWS calls have it, and a smaller record is cheaper to move.
     pub aws: Option<Box<Aws>>,
+    /// Boxed: only database queries have it.
+    pub sql: Option<Box<Sql>>,
 }
 
 impl Record {
@@ -394,6 +510,7 @@ impl Record {
             metadata: Metadata::default(),
             http: None,
             aws: None,
+            sql: None,
         }
     }
 
@@ -480,10 +597,12 @@ mod tests {
             "j",
             serde_json::value::to_raw_value(&[1, 2]).unwrap(),
         );
+        r.metadata
+            .insert("ns", "l", serde_json::value::to_raw_value(&3).unwrap());
         let s = serde_json::to_string(&(&r.annotations, &r.metadata)).unwrap();
         assert_eq!(
-            s,
-            r#"[{"b":true,"a":"x"},{"ns":{"k":2},"default":{"j":[1,2]}}]"#
+            s, r#"[{"b":true,"a":"x"},{"ns":{"k":2,"l":3},"default":{"j":[1,2]}}]"#,
+            "grouped by namespace, in the order each first appeared"
         );
     }
 }

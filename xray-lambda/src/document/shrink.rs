@@ -1,6 +1,6 @@
 //! Making a record fit one datagram: every field that can grow has a step that cuts it.
 
-use super::{Annotations, Cause, Exception, Record, SDK_NAMESPACE, TRUNCATED_KEY};
+use super::{Annotations, Cause, Exception, MetadataValue, Record, SDK_NAMESPACE, TRUNCATED_KEY};
 
 /// Ways to make a document smaller, tried in order until it fits one datagram. Every
 /// field that can grow is cut by one of them, and the last leaves only the fields of
@@ -11,6 +11,8 @@ pub(crate) enum Shrink {
     Metadata,
     /// The largest request parameter recorded on an AWS call (again while it helps).
     Parameters,
+    /// A database query's text, cut to [`SHRUNK_TEXT_CHARS`].
+    Query,
     /// Exception stacks.
     Stacks,
     /// Exception messages and types, cut to [`SHRUNK_TEXT_CHARS`].
@@ -19,14 +21,15 @@ pub(crate) enum Shrink {
     Annotations,
     /// Every exception but the first.
     Exceptions,
-    /// Everything else that can grow: the cause, `aws` and `http`.
+    /// Everything else that can grow: the cause, `aws`, `http` and `sql`.
     Rest,
 }
 
 impl Shrink {
-    pub(crate) const ALL: [Shrink; 7] = [
+    pub(crate) const ALL: [Shrink; 8] = [
         Shrink::Metadata,
         Shrink::Parameters,
+        Shrink::Query,
         Shrink::Stacks,
         Shrink::Messages,
         Shrink::Annotations,
@@ -38,11 +41,12 @@ impl Shrink {
         match self {
             Shrink::Metadata => "metadata",
             Shrink::Parameters => "aws_parameters",
+            Shrink::Query => "sql_query",
             Shrink::Stacks => "stacks",
             Shrink::Messages => "messages",
             Shrink::Annotations => "annotations",
             Shrink::Exceptions => "exceptions",
-            Shrink::Rest => "cause_aws_http",
+            Shrink::Rest => "cause_aws_http_sql",
         }
     }
 }
@@ -72,9 +76,9 @@ impl Record {
         let changed = match step {
             Shrink::Metadata => {
                 // What shrinking itself noted does not count.
-                let had = self.metadata.0.iter().any(|(ns, entries)| {
-                    ns != SDK_NAMESPACE || entries.iter().any(|(k, _)| k != TRUNCATED_KEY)
-                });
+                let had = self
+                    .metadata
+                    .has_other_than(|ns, k| ns == SDK_NAMESPACE && k == TRUNCATED_KEY);
                 if had {
                     self.metadata.clear();
                 }
@@ -88,6 +92,10 @@ impl Record {
                     .map(|(k, _)| k.clone());
                 largest.is_some_and(|k| aws.parameters.remove(&k).is_some())
             }),
+            Shrink::Query => self
+                .sql
+                .as_mut()
+                .is_some_and(|sql| cut(&mut sql.sanitized_query, SHRUNK_TEXT_CHARS)),
             Shrink::Annotations => {
                 let had = !self.annotations.is_empty();
                 self.annotations = Annotations::default();
@@ -123,10 +131,14 @@ impl Record {
                 _ => false,
             },
             Shrink::Rest => {
-                let had = self.cause.is_some() || self.aws.is_some() || self.http.is_some();
+                let had = self.cause.is_some()
+                    || self.aws.is_some()
+                    || self.http.is_some()
+                    || self.sql.is_some();
                 self.cause = None;
                 self.aws = None;
                 self.http = None;
+                self.sql = None;
                 had
             }
         };
@@ -138,10 +150,8 @@ impl Record {
 
     fn note_truncated(&mut self, step: Shrink) {
         let mut cut: Vec<&str> = Vec::new();
-        if let Some((_, entries)) = self.metadata.0.iter().find(|(ns, _)| ns == SDK_NAMESPACE) {
-            if let Some((_, v)) = entries.iter().find(|(k, _)| k == TRUNCATED_KEY) {
-                cut = serde_json::from_str(v.get()).unwrap_or_default();
-            }
+        if let Some(MetadataValue::Json(v)) = self.metadata.get(SDK_NAMESPACE, TRUNCATED_KEY) {
+            cut = serde_json::from_str(v.get()).unwrap_or_default();
         }
         if cut.contains(&step.label()) {
             return;
@@ -198,6 +208,10 @@ mod tests {
             parameters,
             ..Aws::default()
         }));
+        r.sql = Some(Box::new(super::super::Sql {
+            sanitized_query: "q".repeat(3000),
+            database_type: None,
+        }));
         r.add_exceptions(
             (0..3)
                 .map(|_| exception("k".repeat(3000), "m".repeat(3000)))
@@ -213,8 +227,8 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&r.metadata).unwrap(),
             serde_json::json!({"xray_lambda": {"truncated": [
-                "metadata", "aws_parameters", "stacks", "messages", "annotations",
-                "exceptions", "cause_aws_http"
+                "metadata", "aws_parameters", "sql_query", "stacks", "messages",
+                "annotations", "exceptions", "cause_aws_http_sql"
             ]}})
         );
     }

@@ -336,6 +336,10 @@ where
 
     fn call(&mut self, event: LambdaEvent<A>) -> Self::Future {
         let Opened { mut context, node } = self.shared.start(&event.context);
+        #[cfg(feature = "tracing-layer")]
+        if let Some(handler) = &node {
+            crate::tracing_layer::bind_current_span(handler);
+        }
         let watch = self
             .shared
             .watch_deadline(node.as_deref(), event.context.deadline);
@@ -392,7 +396,11 @@ where
             Ok(response) => {
                 if s.capture_response {
                     if let Some(raw) = C::capture(response) {
-                        node.put_raw_metadata(&s.service, &s.names.response_key, raw);
+                        node.put_raw_metadata(
+                            s.service.as_str(),
+                            s.names.response_key.as_str(),
+                            raw,
+                        );
                     }
                 }
             }
