@@ -77,6 +77,8 @@ mod panic;
 mod sanitize;
 mod segment;
 mod subsegment;
+#[cfg(feature = "tracing-layer")]
+mod tracing_layer;
 
 pub use config::AddressError;
 pub use document::{AnnotationValue, ErrorKind};
@@ -91,9 +93,12 @@ pub use lambda::{
 };
 pub use segment::{begin_segment, Segment};
 pub use subsegment::{
-    begin_subsegment, current_trace_header, put_annotation, put_metadata, put_metadata_in,
-    record_error, Subsegment,
+    begin_subsegment, current_trace_header, current_trace_id, put_annotation, put_metadata,
+    put_metadata_in, record_error, Subsegment,
 };
+#[cfg(feature = "tracing-layer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-layer")))]
+pub use tracing_layer::XRayTracingLayer;
 
 /// Runs a function or method in a subsegment: `#[capture]` names it after the function,
 /// `#[capture("name")]` or `#[capture(name = "name")]` names it explicitly.

@@ -270,6 +270,23 @@ pub fn current_trace_header() -> Option<TraceHeader> {
     }
 }
 
+/// The id of the trace code running now belongs to (`1-5759e988-bd862e3fe1be46a994272793`),
+/// for correlating logs with traces: also when the invocation is not sampled, since its
+/// logs are still worth finding from the trace's id. `None` outside any trace.
+///
+/// ```
+/// // With tracing_subscriber's JSON formatter, as Powertools' Logger does:
+/// if let Some(trace_id) = xray_lambda::current_trace_id() {
+///     tracing::info!(xray_trace_id = %trace_id, "user saved");
+/// }
+/// ```
+pub fn current_trace_id() -> Option<crate::TraceId> {
+    match context::current()? {
+        Context::Node(n) => Some(n.trace().root()),
+        Context::Untraced => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

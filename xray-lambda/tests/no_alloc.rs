@@ -147,3 +147,49 @@ fn a_sampled_subsegment_with_a_literal_name_allocates_its_node_only() {
         "{for_n}: more than a node each and the buffers' doubling"
     );
 }
+
+/// What instrumented code does with `tracing`: spans with fields, entered, recorded
+/// later, an error event.
+fn spans() {
+    let span = tracing::info_span!(
+        "load_user",
+        annotation.user_id = "u-1",
+        n = 3,
+        later = tracing::field::Empty
+    );
+    let entered = span.enter();
+    span.record("later", true);
+    tracing::info_span!("inner").in_scope(|| tracing::error!(error = "refused"));
+    drop(entered);
+}
+
+/// Allocations of [`spans`] under `dispatch`, after a warm-up.
+fn allocations_of_spans(dispatch: &tracing::Dispatch) -> u64 {
+    tracing::dispatcher::with_default(dispatch, || {
+        spans();
+        let before = allocations();
+        spans();
+        allocations() - before
+    })
+}
+
+#[cfg(feature = "tracing-layer")]
+#[test]
+fn without_a_sampled_trace_spans_cost_the_layer_no_allocation() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let registry = || tracing::Dispatch::new(tracing_subscriber::registry());
+    let with_layer = || {
+        tracing::Dispatch::new(
+            tracing_subscriber::registry().with(xray_lambda::XRayTracingLayer::new()),
+        )
+    };
+    let alone = allocations_of_spans(&registry());
+    assert_eq!(allocations_of_spans(&with_layer()), alone, "no trace");
+
+    let unsampled = in_invocation(
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+        move || allocations_of_spans(&with_layer()),
+    );
+    assert_eq!(unsampled, alone, "unsampled");
+}

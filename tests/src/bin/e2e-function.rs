@@ -41,6 +41,91 @@ impl std::error::Error for ParseUserError {
     }
 }
 
+/// `#[instrument]`ed work, nested with `#[capture]`, a guard and an AWS call.
+#[tracing::instrument(skip(endpoint), fields(annotation.request_id = %request_id, items = tracing::field::Empty))]
+async fn process(request_id: &str, endpoint: &str) -> Result<(), Error> {
+    checksum("42");
+    tracing::Span::current().record("items", 2);
+    tokio::join!(branch("a"), branch("b"));
+    store(endpoint).await;
+    let _ = refuse("x");
+    Ok(())
+}
+
+#[tracing::instrument(ret)]
+fn checksum(id: &str) -> u32 {
+    digits(id)
+}
+
+#[xray_lambda::capture]
+fn digits(id: &str) -> u32 {
+    id.bytes().map(|b| u32::from(b.wrapping_sub(b'0'))).sum()
+}
+
+#[tracing::instrument]
+async fn branch(which: &'static str) {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _g = begin_subsegment(format!("{which}_guard"));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[xray_lambda::capture]
+async fn store(endpoint: &str) {
+    // The table does not exist: the call fails, which is recorded on its subsegment.
+    let _ = dynamodb(endpoint)
+        .get_item()
+        .table_name("users")
+        .key("userId", AttributeValue::S("u-1".into()))
+        .send()
+        .await;
+    write_row().await;
+}
+
+#[tracing::instrument]
+async fn write_row() {
+    tokio::task::yield_now().await;
+}
+
+#[tracing::instrument(err)]
+fn refuse(id: &str) -> Result<u64, ParseUserError> {
+    id.parse().map_err(ParseUserError)
+}
+
+/// Queries through sqlx on an in-memory SQLite database: in the handler, in an
+/// `#[instrument]`ed function (once failing), and in a `#[capture]`d one.
+async fn sql() -> Result<(), Error> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await?;
+    sqlx::query("CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    save_user(&pool, "u-1").await?;
+    // The same key again: refused by the database.
+    let _ = save_user(&pool, "u-1").await;
+    count_users(&pool).await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip(pool), err)]
+async fn save_user(pool: &sqlx::SqlitePool, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO users (id, name) VALUES (?, ?)")
+        .bind(id)
+        .bind("Ana")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[xray_lambda::capture]
+async fn count_users(pool: &sqlx::SqlitePool) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
+        .await?;
+    Ok(n)
+}
+
 fn load_user(id: &str) -> Result<u64, LoadUserError> {
     id.parse().map_err(|e| LoadUserError(ParseUserError(e)))
 }
@@ -122,6 +207,11 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             let ms = event.payload["ms"].as_u64().unwrap_or_default();
             std::thread::sleep(Duration::from_millis(ms));
         }
+        "instrumented" => {
+            let endpoint = event.payload["endpoint"].as_str().unwrap_or_default();
+            process(&request_id, endpoint).await?;
+        }
+        "sql" => sql().await?,
         other => return Err(format!("unknown scenario {other:?}").into()),
     }
     Ok(json!({ "trace_header": header, "request_id": request_id }))
@@ -141,9 +231,18 @@ fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
 }
 
 fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::prelude::*;
+
+    // sqlx logs each query at DEBUG: the X-Ray layer sees them, the log output only
+    // INFO and up.
+    tracing_subscriber::registry()
+        .with(xray_lambda::XRayTracingLayer::new().sql_database_type("SQLite"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .init();
     // `E2E_CURRENT_THREAD`: one runtime thread, which a blocking handler holds.
     let runtime = if std::env::var("E2E_CURRENT_THREAD").is_ok() {
