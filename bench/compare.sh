@@ -35,3 +35,11 @@ for sampled in "" "-unsampled"; do
 done
 u=$(per seed-untraced 100); t=$(per seed-traced 100)
 echo "Per seed invocation (5 subsegments, 2 AWS calls): untraced $u, traced $t (+$((t - u)))"
+# 10,000 calls in invocations of 100, less the same invocations without calls.
+call() { echo $(( ($(count "$1") - $(count "$2")) / 10000 )); }
+echo "Per call of a one-line function (10,000 in invocations of 100):"
+alone=$(call instrument-noop-unsampled empty-noop-unsampled)
+layer=$(call instrument-unsampled empty-unsampled)
+echo "  Sampled=0: #[instrument], tracing alone $alone; with XRayTracingLayer $layer ($(( (layer - alone) * 100 / alone ))% more)"
+inst=$(call instrument empty); capt=$(call capture empty)
+echo "  Sampled=1: #[capture] $capt; #[instrument] with XRayTracingLayer $inst ($(( inst * 100 / capt ))% of #[capture])"

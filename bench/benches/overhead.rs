@@ -11,15 +11,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use xray_bench::{
-    bare_service, header, in_invocation, in_invocations, invoke, put_item, seed_services,
-    traced_service, Clients, Sink,
+    bare_service, captured, header, in_invocation, in_invocations, instrumented, invoke, put_item,
+    seed_services, subscriber, traced_service, Clients, Sink,
 };
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader};
-
-#[xray_lambda::capture]
-fn captured(x: u64) -> u64 {
-    x.wrapping_mul(31)
-}
 
 fn subsegments(c: &mut Criterion) {
     let sink = Sink::start().unwrap_or_else(|e| panic!("UDP sink: {e}"));
@@ -135,11 +130,69 @@ fn interceptor(c: &mut Criterion) {
     }
 }
 
+/// `#[tracing::instrument]` with `XRayTracingLayer`, against `#[capture]` on the same
+/// function and against `tracing` alone. Last: once a layer joined a subscriber, every
+/// subsegment notes itself for the layer.
+fn tracing_layer(c: &mut Criterion) {
+    let sink = Sink::start().unwrap_or_else(|e| panic!("UDP sink: {e}"));
+    let (bare, layered) = (subscriber(false), subscriber(true));
+    let call: fn(u64) -> u64 = black_box(instrumented);
+    for (name, dispatch) in [
+        (
+            "unsampled #[instrument] call, registry + no-op layer",
+            &bare,
+        ),
+        (
+            "unsampled #[instrument] call, registry + XRayTracingLayer",
+            &layered,
+        ),
+    ] {
+        tracing::dispatcher::with_default(dispatch, || {
+            in_invocation(&sink.address, &header(false), || {
+                c.bench_function(name, |b| b.iter(|| call(black_box(7))));
+            });
+        });
+    }
+    let _layered = tracing::dispatcher::set_default(&layered);
+    for (name, work) in [
+        (
+            "sampled #[instrument] call with XRayTracingLayer (recorded)",
+            (|| {
+                black_box(instrumented(black_box(7)));
+            }) as fn(),
+        ),
+        (
+            "sampled #[capture] call, XRayTracingLayer installed (recorded)",
+            || {
+                black_box(captured(black_box(7)));
+            },
+        ),
+    ] {
+        let (todo, spent) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(Duration::ZERO)));
+        let (t, s) = (todo.clone(), spent.clone());
+        let mut svc = traced_service(&sink.address, move || {
+            let start = Instant::now();
+            for _ in 0..t.get() {
+                work();
+            }
+            s.set(s.get() + start.elapsed());
+        });
+        c.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                spent.set(Duration::ZERO);
+                in_invocations(&mut svc, &todo, iters, 100);
+                spent.get()
+            })
+        });
+    }
+}
+
 criterion_group!(
     benches,
     subsegments,
     header_parsing,
     invocation,
-    interceptor
+    interceptor,
+    tracing_layer
 );
 criterion_main!(benches);

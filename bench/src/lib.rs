@@ -238,6 +238,31 @@ impl Clients {
 /// What the seed example's invocation does, on a DynamoDB `client` (traced or not):
 /// five subsegments (nested, one of them `#[capture]`d, with an annotation and
 /// metadata) and two AWS calls, run on `rt`.
+/// A unit of work in a subsegment of its own through `#[capture]`.
+#[xray_lambda::capture]
+pub fn captured(x: u64) -> u64 {
+    x.wrapping_mul(31)
+}
+
+/// The same unit of work in a `tracing` span (a subsegment under `XRayTracingLayer`).
+#[tracing::instrument]
+pub fn instrumented(x: u64) -> u64 {
+    x.wrapping_mul(31)
+}
+
+/// A subscriber with `XRayTracingLayer`, or (`false`) with a layer that does nothing:
+/// `tracing` alone. (A registry with no layer at all never frees closed spans:
+/// tokio-rs/tracing#900.)
+pub fn subscriber(xray: bool) -> tracing::Dispatch {
+    use tracing_subscriber::layer::SubscriberExt;
+    let registry = tracing_subscriber::registry();
+    if xray {
+        tracing::Dispatch::new(registry.with(xray_lambda::XRayTracingLayer::new()))
+    } else {
+        tracing::Dispatch::new(registry.with(tracing_subscriber::layer::Identity::new()))
+    }
+}
+
 pub fn seed_work(rt: &tokio::runtime::Runtime, client: &aws_sdk_dynamodb::Client) {
     use xray_lambda::{begin_subsegment, FutureExt};
     let validate = begin_subsegment("validate_request");

@@ -15,19 +15,15 @@ use std::net::UdpSocket;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
-    bare_service, dynamodb_client, dynamodb_stub, header, in_invocation, invoke, put_item,
-    seed_services, seed_work, thread_cpu_time, traced_service, Clients, Sink,
+    bare_service, captured, dynamodb_client, dynamodb_stub, header, in_invocation, instrumented,
+    invoke, put_item, seed_services, seed_work, subscriber, thread_cpu_time, traced_service,
+    Clients, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
 use xray_lambda_e2e::harness::{start_function, Daemon, RuntimeStub};
 use xray_lite::{DaemonClient, SubsegmentContext};
 use xray_lite_aws_sdk::ContextExt as _;
-
-#[xray_lambda::capture]
-fn captured(x: u64) -> u64 {
-    x.wrapping_mul(31)
-}
 
 /// Median time per call over `rounds` rounds of `n` calls.
 fn per_call(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
@@ -459,8 +455,42 @@ fn main() {
 /// work only, and the same count however busy the machine is.
 ///
 /// `put-item-{plain,ours,lite}[-unsampled]`: 1,000 PutItem calls in invocations of 10;
-/// `seed-{untraced,traced}`: 100 invocations of the seed example; `none`: setup only.
+/// `seed-{untraced,traced}`: 100 invocations of the seed example; `none`: setup only;
+/// `{instrument,capture,empty}{,-noop}[-unsampled]`: 100 invocations of 100
+/// `#[instrument]`ed calls, `#[capture]`d calls or none, with `XRayTracingLayer` or
+/// (`-noop`) `tracing` alone as the subscriber.
 fn count_workload(workload: &str, sink: &Sink) {
+    let sampled = !workload.ends_with("-unsampled");
+    let calls = workload.trim_end_matches("-unsampled");
+    let (calls, xray) = match calls.strip_suffix("-noop") {
+        Some(c) => (c, false),
+        None => (calls, true),
+    };
+    let unit: Option<fn(u64) -> u64> = match calls {
+        "instrument" => Some(instrumented),
+        "capture" => Some(captured),
+        "empty" => Some(|x| x),
+        _ => None,
+    };
+    if let Some(unit) = unit {
+        let per = if calls == "empty" { 0 } else { 100 };
+        let unit = black_box(unit);
+        tracing::dispatcher::with_default(&subscriber(xray), || {
+            let mut svc = traced_service(&sink.address, || {
+                for i in 0..per {
+                    black_box(unit(black_box(i)));
+                }
+            });
+            for _ in 0..100 {
+                invoke(&mut svc, &header(sampled));
+            }
+        });
+        return;
+    }
+    count_aws_workload(workload, sink);
+}
+
+fn count_aws_workload(workload: &str, sink: &Sink) {
     let Clients {
         rt,
         plain,

@@ -2,10 +2,11 @@
 //! function → DynamoDB `PutItem` into `TABLE_NAME` and S3 `PutObject`
 //! `users/{userId}/info.txt` into `BUCKET_NAME`.
 //!
-//! It shows the three ways of tracing side by side:
+//! It shows the four ways of tracing side by side:
 //! 1. manual nested subsegments with an annotation and metadata (`validate_request`),
 //! 2. `#[capture]` on a function (`save_user`),
-//! 3. `XRayInterceptor` on both AWS clients (the `DynamoDB` and `S3` subsegments).
+//! 3. `XRayInterceptor` on both AWS clients (the `DynamoDB` and `S3` subsegments),
+//! 4. `XRayTracingLayer`: a `#[tracing::instrument]`ed function (`profile_text`).
 
 use std::fmt;
 
@@ -129,7 +130,7 @@ async fn save_user(app: &App, user: &NewUser) -> Result<(), SaveError> {
         .send()
         .await
         .map_err(|e| SaveError::Record(e.into()))?;
-    let profile = format!("name: {}\nemail: {}\n", user.name, user.email);
+    let profile = profile_text(user);
     app.s3
         .put_object()
         .bucket(&app.bucket)
@@ -140,6 +141,13 @@ async fn save_user(app: &App, user: &NewUser) -> Result<(), SaveError> {
         .await
         .map_err(|e| SaveError::Profile(e.into()))?;
     Ok(())
+}
+
+/// Sample 4: a function instrumented with `tracing`; `XRayTracingLayer` makes its span a
+/// subsegment (under `save_user`), the `annotation.` field an annotation.
+#[tracing::instrument(skip(user), fields(annotation.userId = %user.user_id))]
+fn profile_text(user: &NewUser) -> String {
+    format!("name: {}\nemail: {}\n", user.name, user.email)
 }
 
 fn json_response(status: u16, body: Value) -> Response<Body> {
@@ -211,9 +219,16 @@ async fn app_from_env() -> Result<App, lambda_runtime::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::prelude::*;
+
+    tracing_subscriber::registry()
+        .with(xray_lambda::XRayTracingLayer::new())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .init();
     let app = app_from_env().await?;
     let handler = lambda_http::service_fn(move |request: Request| {

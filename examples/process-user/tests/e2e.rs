@@ -106,8 +106,8 @@ async fn creates_the_user_and_traces_all_three_ways() {
     );
 
     // The trace.
-    let docs = tokio::task::block_in_place(|| daemon.wait_for(6));
-    assert_eq!(docs.len(), 6, "{docs:#?}");
+    let docs = tokio::task::block_in_place(|| daemon.wait_for(7));
+    assert_eq!(docs.len(), 7, "{docs:#?}");
     let datagrams = daemon.datagrams();
     assert_eq!(datagrams.len(), 1, "the invocation is one datagram");
     assert_eq!(
@@ -145,6 +145,12 @@ async fn creates_the_user_and_traces_all_three_ways() {
         (&ddb["aws"]["operation"], &ddb["aws"]["table_name"]),
         (&json!("PutItem"), &json!("users-table"))
     );
+    let profile = by_name(&docs, "profile_text");
+    assert_eq!(
+        profile["parent_id"], save["id"],
+        "a tracing span, via the layer"
+    );
+    assert_eq!(profile["annotations"], json!({"userId": "u-1"}));
     let s3doc = by_name(&docs, "S3");
     assert_eq!(s3doc["parent_id"], save["id"]);
     assert_eq!(s3doc["aws"]["operation"], "PutObject");
