@@ -57,7 +57,7 @@ fn assert_instrumented_tree(docs: &[Value], response: &Value) {
     let (root, facade) = root_and_parent(response["trace_header"].as_str().unwrap());
     let request_id = response["request_id"].as_str().unwrap();
     let t = Tree::of(docs, &root);
-    assert_eq!(t.docs.len(), 12, "{:#?}", t.docs);
+    assert_eq!(t.docs.len(), 13, "{:#?}", t.docs);
 
     let handler = t.one(HANDLER);
     assert_eq!(handler["parent_id"], facade.as_str());
@@ -97,12 +97,20 @@ fn assert_instrumented_tree(docs: &[Value], response: &Value) {
         assert_eq!(t.one(&format!("{which}_guard"))["parent_id"], branch["id"]);
     }
 
-    // A #[capture] function in the span: the AWS call and a span inside it are its.
+    // A #[capture] function in the span: an AWS call and a span inside it are its; an
+    // AWS call inside that span is the span's.
     let store = t.one("store");
-    let call = t.one("DynamoDB");
-    assert_eq!(call["parent_id"], store["id"]);
-    assert_eq!(call["aws"]["operation"], "GetItem");
-    assert_eq!(t.one("write_row")["parent_id"], store["id"]);
+    let write_row = t.one("write_row");
+    assert_eq!(write_row["parent_id"], store["id"]);
+    for call in t.all("DynamoDB") {
+        let parent = match call["aws"]["operation"].as_str().unwrap() {
+            "GetItem" => store,
+            "PutItem" => write_row,
+            other => panic!("unexpected {other}"),
+        };
+        assert_eq!(call["parent_id"], parent["id"]);
+    }
+    assert_eq!(t.all("DynamoDB").len(), 2);
 
     // #[instrument(err)]: a fault with the error as the cause.
     let refuse = t.one("refuse");
@@ -118,7 +126,7 @@ fn instrumented_functions_nest_with_captures_guards_and_aws_calls() {
     let (status, response) =
         emulator.invoke(&json!({"scenario": "instrumented", "endpoint": moto.endpoint}));
     assert_eq!(status, 200, "{response}");
-    let docs = daemon.wait_for(12);
+    let docs = daemon.wait_for(13);
     assert_instrumented_tree(&docs, &response);
     assert_eq!(daemon.datagrams().len(), 1, "one datagram");
 }
@@ -138,8 +146,8 @@ fn eight_concurrent_instrumented_invocations_keep_their_own_trees() {
             .collect();
         calls.into_iter().map(|c| c.join().unwrap()).collect()
     });
-    let docs = daemon.wait_for(8 * 12);
-    assert_eq!(docs.len(), 8 * 12);
+    let docs = daemon.wait_for(8 * 13);
+    assert_eq!(docs.len(), 8 * 13);
     for response in &responses {
         assert_instrumented_tree(&docs, response);
     }

@@ -206,3 +206,26 @@ fn in_segment_keeps_each_job_and_only_it_under_its_segment() {
     }
     assert!(daemon.all().iter().all(|d| d["name"] != "unrelated"));
 }
+
+#[cfg(feature = "tracing-layer")]
+#[test]
+fn tracing_spans_under_a_segment_are_its_subsegments() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let daemon = daemon();
+    let subscriber = tracing_subscriber::registry().with(xray_lambda::XRayTracingLayer::new());
+    let trace_id = tracing::subscriber::with_default(subscriber, || {
+        let segment = begin_segment("local-job");
+        let trace_id = segment.trace_id().unwrap();
+        tracing::info_span!("load", annotation.batch = 3).in_scope(|| {
+            begin_subsegment("parse").end();
+        });
+        segment.end();
+        trace_id
+    });
+    let docs = daemon.trace(&trace_id.to_string());
+    assert_eq!(names(&docs), ["parse", "load", "local-job"]);
+    assert_eq!(docs[1]["parent_id"], docs[2]["id"]);
+    assert_eq!(docs[0]["parent_id"], docs[1]["id"]);
+    assert_eq!(docs[1]["annotations"]["batch"], 3);
+}

@@ -78,12 +78,18 @@ async fn store(endpoint: &str) {
         .key("userId", AttributeValue::S("u-1".into()))
         .send()
         .await;
-    write_row().await;
+    write_row(endpoint).await;
 }
 
-#[tracing::instrument]
-async fn write_row() {
-    tokio::task::yield_now().await;
+/// An AWS call inside an `#[instrument]`ed function.
+#[tracing::instrument(skip(endpoint))]
+async fn write_row(endpoint: &str) {
+    let _ = dynamodb(endpoint)
+        .put_item()
+        .table_name("users")
+        .item("userId", AttributeValue::S("u-1".into()))
+        .send()
+        .await;
 }
 
 #[tracing::instrument(err)]
