@@ -74,7 +74,23 @@ use targets::Targets;
 ///   [`ignore_no_targets`](Self::ignore_no_targets), or filter the layer as any other
 ///   with `.with_filter(...)`.
 /// - **Cost**: without a sampled trace, a span costs the layer an atomic load and a
-///   thread-local read, and no allocation.
+///   thread-local read, and no allocation. The layer wants spans of every level, so
+///   `tracing` creates them all; if your other layers filter, filter this one too
+///   (keeping `sqlx::query` at DEBUG for SQL subsegments), so that spans nobody wants
+///   are not created:
+///
+/// ```
+/// use tracing::Level;
+/// use tracing_subscriber::filter::Targets;
+/// use tracing_subscriber::prelude::*;
+///
+/// let xray = xray_lambda::XRayTracingLayer::new().with_filter(
+///     Targets::new()
+///         .with_default(Level::INFO)
+///         .with_target("sqlx::query", Level::DEBUG),
+/// );
+/// let _subscriber = tracing_subscriber::registry().with(xray);
+/// ```
 ///
 /// # SQL from sqlx
 ///

@@ -360,3 +360,33 @@ fn nested_enters_of_a_span_left_out_leave_nothing_behind() {
         assert_eq!(crate::current_trace_id(), None, "nothing left behind");
     });
 }
+
+/// The runtime wrapper finds the layer, filtered or not, and binds the span current
+/// when an invocation starts to its handler: another thread entering that span with
+/// nothing current of its own works under the invocation.
+#[test]
+fn the_invocation_span_is_bound_to_the_handler_through_a_filtered_layer() {
+    use crate::context::Node;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::Layer as _;
+
+    let d = Daemon::new();
+    let facade = d.facade(true);
+    let handler = Node::child(&facade, "handler".into(), true).unwrap();
+    let root = facade.outgoing_header().root();
+    let dispatch = Dispatch::new(
+        tracing_subscriber::registry().with(XRayTracingLayer::new().with_filter(LevelFilter::INFO)),
+    );
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = tracing::info_span!(target: "lambda_runtime", "Lambda runtime invoke");
+        span.in_scope(|| bind_current_span(&handler));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    assert_eq!(crate::current_trace_id(), None);
+                    span.in_scope(|| assert_eq!(crate::current_trace_id(), Some(root)));
+                })
+            });
+        });
+    });
+}
