@@ -33,6 +33,11 @@ for sampled in "" "-unsampled"; do
   p=$(per "put-item-plain$sampled" 1000); o=$(per "put-item-ours$sampled" 1000); l=$(per "put-item-lite$sampled" 1000)
   echo "  Sampled=$([ -z "$sampled" ] && echo 1 || echo 0): plain $p; XRayInterceptor +$((o - p)); xray-lite-aws-sdk +$((l - p))"
 done
+echo "Per HTTP GET through reqwest-middleware (1,000 in invocations of 10):"
+for sampled in "" "-unsampled"; do
+  p=$(per "http-plain$sampled" 1000); o=$(per "http-ours$sampled" 1000)
+  echo "  Sampled=$([ -z "$sampled" ] && echo 1 || echo 0): plain $p; XRayMiddleware +$((o - p))"
+done
 u=$(per seed-untraced 100); t=$(per seed-traced 100)
 echo "Per seed invocation (5 subsegments, 2 AWS calls): untraced $u, traced $t (+$((t - u)))"
 # 10,000 calls in invocations of 100, less the same invocations without calls.

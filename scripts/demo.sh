@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The seed app end to end on this machine: builds examples/process-user and xray-local,
-# starts moto_server as DynamoDB and S3 (with the table and the bucket), xray-local as
-# the X-Ray daemon and `cargo lambda watch` as the Lambda Runtime API, invokes the
+# starts moto_server as DynamoDB and S3 (with the table and the bucket), a small HTTP
+# service the function notifies of new users (NOTIFY_URL), xray-local as the X-Ray
+# daemon and `cargo lambda watch` as the Lambda Runtime API, invokes the
 # function with the sample events, prints each response and the traces, and stops
 # everything it started. Output files go to target/demo/ (traces.jsonl, trace.html).
 set -euo pipefail
@@ -41,6 +42,19 @@ boto3.client("dynamodb", **kw).create_table(
     KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}])
 boto3.client("s3", **kw).create_bucket(Bucket=os.environ["BUCKET_NAME"])
 PY
+
+notify_port=$(free_port)
+.venv/bin/python - "$notify_port" >"$out/notify.log" 2>&1 <<'PY' & pids+=($!)
+import http.server, sys
+class Notified(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        print("notified; X-Amzn-Trace-Id:", self.headers.get("X-Amzn-Trace-Id"), flush=True)
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Notified).serve_forever()
+PY
+wait_port "$notify_port"
+export NOTIFY_URL=http://127.0.0.1:$notify_port/users
 
 target/debug/xray-local listen --address "127.0.0.1:$daemon_port" --jsonl "$out/traces.jsonl" >"$out/xray-local.log" 2>&1 & pids+=($!)
 (cd examples/process-user && exec "$CARGO_LAMBDA" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$api_port" >"$out/emulator.log" 2>&1) & pids+=($!)

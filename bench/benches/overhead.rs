@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use xray_bench::{
-    bare_service, captured, header, in_invocation, in_invocations, instrumented, invoke, put_item,
-    seed_services, subscriber, traced_service, Clients, Sink,
+    bare_service, captured, dynamodb_stub, header, http_client, http_get, in_invocation,
+    in_invocations, instrumented, invoke, put_item, seed_services, subscriber, traced_service,
+    Clients, Sink,
 };
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader};
 
@@ -97,11 +98,29 @@ fn invocation(c: &mut Criterion) {
     });
 }
 
+/// Times `call`, run `iters` times in sampled invocations of 10, each invocation timed
+/// whole: a traced call's datagram, sent when its handler ends, is shared by its
+/// invocation's calls, as in a real one.
+fn calls_in_invocations(c: &mut Criterion, sink: &Sink, name: &str, call: impl Fn() + 'static) {
+    let todo = Rc::new(Cell::new(0u64));
+    let t = todo.clone();
+    let mut svc = traced_service(&sink.address, move || {
+        for _ in 0..t.get() {
+            call();
+        }
+    });
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            in_invocations(&mut svc, &todo, iters, 10);
+            start.elapsed()
+        })
+    });
+}
+
 fn interceptor(c: &mut Criterion) {
     let clients = Clients::start().unwrap();
     let sink = Sink::start().unwrap();
-    // Calls in invocations of up to 10, each timed whole: the traced one's datagram,
-    // sent when its handler ends, is shared by its calls, as in a real invocation.
     for (name, client) in [
         (
             "DynamoDB PutItem, loopback stub, no interceptor",
@@ -112,20 +131,27 @@ fn interceptor(c: &mut Criterion) {
             &clients.traced,
         ),
     ] {
-        let client = client.clone();
-        let todo = Rc::new(Cell::new(0u64));
-        let (t, r) = (todo.clone(), clients.rt.clone());
-        let mut svc = traced_service(&sink.address, move || {
-            for _ in 0..t.get() {
-                assert!(r.block_on(put_item(client.clone(), None).in_current_trace()));
-            }
+        let (client, rt) = (client.clone(), clients.rt.clone());
+        calls_in_invocations(c, &sink, name, move || {
+            assert!(rt.block_on(put_item(client.clone(), None).in_current_trace()));
         });
-        c.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                in_invocations(&mut svc, &todo, iters, 10);
-                start.elapsed()
-            })
+    }
+}
+
+fn http_requests(c: &mut Criterion) {
+    let clients = Clients::start().unwrap();
+    let sink = Sink::start().unwrap();
+    let url = format!("{}/", dynamodb_stub().unwrap());
+    for (name, traced) in [
+        ("HTTP GET, loopback, reqwest-middleware", false),
+        (
+            "HTTP GET, loopback, reqwest-middleware + XRayMiddleware (sampled)",
+            true,
+        ),
+    ] {
+        let (client, rt, url) = (http_client(traced), clients.rt.clone(), url.clone());
+        calls_in_invocations(c, &sink, name, move || {
+            assert!(rt.block_on(http_get(client.clone(), url.clone()).in_current_trace()));
         });
     }
 }
@@ -193,6 +219,7 @@ criterion_group!(
     header_parsing,
     invocation,
     interceptor,
+    http_requests,
     tracing_layer
 );
 criterion_main!(benches);

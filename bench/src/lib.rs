@@ -212,6 +212,23 @@ pub async fn put_item(
     sent.is_ok()
 }
 
+/// A `reqwest-middleware` client, with or without `XRayMiddleware`.
+pub fn http_client(traced: bool) -> reqwest_middleware::ClientWithMiddleware {
+    let mut b = reqwest_middleware::ClientBuilder::new(reqwest::Client::new());
+    if traced {
+        b = b.with(xray_lambda::http::XRayMiddleware::new());
+    }
+    b.build()
+}
+
+/// One GET of `url`; whether it was answered.
+pub async fn http_get(client: reqwest_middleware::ClientWithMiddleware, url: String) -> bool {
+    match client.get(url).send().await {
+        Ok(response) => response.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// What the AWS-call measurements share: a DynamoDB stub on loopback, a client for it
 /// with and one without `XRayInterceptor`, and a current-thread runtime to call them on.
 #[derive(Debug)]

@@ -174,7 +174,7 @@ impl Intercept for XRayInterceptor {
             .as_ref()
             .unwrap_or(&current)
             .outgoing_header()
-            .to_string();
+            .to_wire();
         if let Some(n) = &node {
             n.with_record(|r| {
                 r.namespace = Some(AWS_NAMESPACE);
@@ -256,6 +256,7 @@ impl Intercept for XRayInterceptor {
             }
             if let Some(resp) = response {
                 r.http = Some(Http {
+                    request: None,
                     response: Some(document::HttpResponse {
                         status: resp.status().as_u16(),
                         content_length: resp
@@ -339,12 +340,10 @@ fn record_service_error(
             _ => None,
         })
         .unwrap_or_default();
-    let kind = if status == 429 || THROTTLING_CODES.contains(&code.as_str()) {
+    let kind = if THROTTLING_CODES.contains(&code.as_str()) {
         ErrorKind::Throttle
-    } else if status >= 500 {
-        ErrorKind::Fault
     } else {
-        ErrorKind::Error
+        ErrorKind::for_status(status).unwrap_or(ErrorKind::Error)
     };
     node.add_exceptions(vec![exception::remote(code, message)], kind);
 }

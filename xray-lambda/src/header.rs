@@ -218,17 +218,36 @@ impl TraceHeader {
     }
 }
 
+impl TraceHeader {
+    /// The header as sent: `Root=…;Parent=…;Sampled=…[;extra]`, built in one buffer
+    /// (it is made for every outgoing call).
+    pub(crate) fn to_wire(&self) -> String {
+        let mut out = String::with_capacity(80 + self.extra.len());
+        out.push_str(ROOT);
+        out.push('=');
+        self.root.with_str(|s| out.push_str(s));
+        if let Some(p) = self.parent {
+            out.push(';');
+            out.push_str(PARENT);
+            out.push('=');
+            // Hex digits only.
+            out.push_str(std::str::from_utf8(&p.to_hex()).unwrap_or_default());
+        }
+        out.push(';');
+        out.push_str(SAMPLED);
+        out.push('=');
+        out.push_str(self.sampling.as_str());
+        if !self.extra.is_empty() {
+            out.push(';');
+            out.push_str(&self.extra);
+        }
+        out
+    }
+}
+
 impl fmt::Display for TraceHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{ROOT}={}", self.root)?;
-        if let Some(p) = self.parent {
-            write!(f, ";{PARENT}={p}")?;
-        }
-        write!(f, ";{SAMPLED}={}", self.sampling.as_str())?;
-        if !self.extra.is_empty() {
-            write!(f, ";{}", self.extra)?;
-        }
-        Ok(())
+        f.write_str(&self.to_wire())
     }
 }
 

@@ -130,7 +130,7 @@ impl TraceId {
         write_hex(&mut out[27..35], u32::from_be_bytes(lo) as u64);
     }
 
-    fn with_str<R>(self, f: impl FnOnce(&str) -> R) -> R {
+    pub(crate) fn with_str<R>(self, f: impl FnOnce(&str) -> R) -> R {
         let mut buf = [0u8; Self::LEN];
         self.write_to(&mut buf);
         // Only ASCII hex digits and dashes were written.

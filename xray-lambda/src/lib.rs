@@ -69,7 +69,12 @@ mod document;
 mod emitter;
 mod exception;
 mod future;
+#[cfg(feature = "__http-client")]
+mod glob;
 mod header;
+#[cfg(feature = "__http-client")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "http-client"))))]
+pub mod http;
 mod id;
 mod lambda;
 mod name_chars;

@@ -15,9 +15,9 @@ use std::net::UdpSocket;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
-    bare_service, captured, dynamodb_client, dynamodb_stub, header, in_invocation, instrumented,
-    invoke, put_item, seed_services, seed_work, subscriber, thread_cpu_time, traced_service,
-    Clients, Sink,
+    bare_service, captured, dynamodb_client, dynamodb_stub, header, http_client, http_get,
+    in_invocation, instrumented, invoke, put_item, seed_services, seed_work, subscriber,
+    thread_cpu_time, traced_service, Clients, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
@@ -216,6 +216,31 @@ fn seed_invocation(sink: &Sink) -> (Duration, Duration, f64) {
     (costs[0].1, costs[1].1, datagrams as f64 / n as f64)
 }
 
+/// Median per-request cost of a GET through reqwest-middleware, without and with
+/// `XRayMiddleware`, as `(wall, caller CPU)`, in sampled invocations of [`CALLS`].
+fn http_costs(sink: &str) -> Vec<(Duration, Duration)> {
+    let rt = std::rc::Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let url = format!("{}/", dynamodb_stub().unwrap());
+    let mut runs: Vec<Box<dyn FnMut()>> = [false, true]
+        .into_iter()
+        .map(|traced| {
+            let (rt, url, client) = (rt.clone(), url.clone(), http_client(traced));
+            let mut svc = traced_service(sink, move || {
+                for _ in 0..CALLS {
+                    assert!(rt.block_on(http_get(client.clone(), url.clone()).in_current_trace()));
+                }
+            });
+            Box::new(move || invoke(&mut svc, &header(true))) as Box<dyn FnMut()>
+        })
+        .collect();
+    interleaved(&mut runs, CALLS)
+}
+
 /// The label of the variant the others are compared with.
 const OURS: &str = "XRayInterceptor on the client";
 const PLAIN: &str = "plain";
@@ -340,6 +365,7 @@ fn main() {
     let rss_after = resident_kib();
     let seed = seed_invocation(&sink);
     let interceptors = interceptor_comparison(&sink.address);
+    let http = http_costs(&sink.address);
     let lite_sampled = xray_lite_subsegment(&sink.address, true);
     let lite_unsampled = xray_lite_subsegment(&sink.address, false);
 
@@ -418,6 +444,16 @@ fn main() {
     println!();
     print_interceptor_comparison(&interceptors, &python);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    if let [(plain_wall, plain_cpu), (ours_wall, ours_cpu)] = http[..] {
+        println!("HTTP GET through reqwest-middleware to a loopback server, Sampled=1 (median of interleaved rounds):");
+        println!(
+            "    plain caller CPU {:.1} µs; XRayMiddleware {:.1} µs ({:+.1} µs; wall {:+.1} µs)",
+            us(plain_cpu),
+            us(ours_cpu),
+            us(ours_cpu) - us(plain_cpu),
+            us(ours_wall) - us(plain_wall)
+        );
+    }
     let (seed_untraced, seed_traced, seed_datagrams) = seed;
     println!("The seed example's invocation (5 subsegments, 2 AWS calls to a loopback stub):");
     println!(
@@ -455,6 +491,8 @@ fn main() {
 /// work only, and the same count however busy the machine is.
 ///
 /// `put-item-{plain,ours,lite}[-unsampled]`: 1,000 PutItem calls in invocations of 10;
+/// `http-{plain,ours}[-unsampled]`: 1,000 GETs through reqwest-middleware, without or
+/// with `XRayMiddleware`, in invocations of 10;
 /// `seed-{untraced,traced}`: 100 invocations of the seed example; `none`: setup only;
 /// `{instrument,capture,empty}{,-noop}[-unsampled]`: 100 invocations of 100
 /// `#[instrument]`ed calls, `#[capture]`d calls or none, with `XRayTracingLayer` or
@@ -531,6 +569,18 @@ fn count_aws_workload(workload: &str, sink: &Sink) {
             let mut svc = traced_service(&sink.address, || seed_work(&rt, &ours));
             for _ in 0..100 {
                 invoke(&mut svc, &header(true));
+            }
+        }
+        "http-plain" | "http-ours" => {
+            let url = format!("{}/", dynamodb_stub().unwrap());
+            let client = http_client(workload.starts_with("http-ours"));
+            let mut svc = traced_service(&sink.address, || {
+                for _ in 0..10 {
+                    assert!(rt.block_on(http_get(client.clone(), url.clone()).in_current_trace()));
+                }
+            });
+            for _ in 0..100 {
+                invoke(&mut svc, &header(sampled));
             }
         }
         _ => {}

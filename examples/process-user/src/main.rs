@@ -7,6 +7,11 @@
 //! 2. `#[capture]` on a function (`save_user`),
 //! 3. `XRayInterceptor` on both AWS clients (the `DynamoDB` and `S3` subsegments),
 //! 4. `XRayTracingLayer`: a `#[tracing::instrument]`ed function (`profile_text`).
+//!
+//! With `NOTIFY_URL` set, it then POSTs `{"userId": …}` there through a
+//! `reqwest-middleware` client carrying `XRayMiddleware`: the trace shows that call as a
+//! remote node, and the notified service receives the trace header. A failed
+//! notification is logged, and the request still succeeds.
 
 use std::fmt;
 
@@ -27,6 +32,8 @@ struct App {
     s3: aws_sdk_s3::Client,
     table: String,
     bucket: String,
+    /// Where to announce new users, if anywhere, and the client that does it.
+    notify: Option<(String, reqwest_middleware::ClientWithMiddleware)>,
 }
 
 /// The request body of `POST /users`.
@@ -168,10 +175,13 @@ async fn create_user(app: &App, request: Request) -> Result<Response<Body>, lamb
         Err(e) => return Ok(json_response(400, json!({ "message": e.to_string() }))),
     };
     match save_user(app, &user).await {
-        Ok(()) => Ok(json_response(
-            200,
-            json!({ "userId": user.user_id, "message": "User created successfully" }),
-        )),
+        Ok(()) => {
+            notify(app, &user).await;
+            Ok(json_response(
+                200,
+                json!({ "userId": user.user_id, "message": "User created successfully" }),
+            ))
+        }
         Err(e) => {
             // The handler subsegment refers to the exception `save_user` recorded.
             xray_lambda::record_error(&e);
@@ -183,6 +193,26 @@ async fn create_user(app: &App, request: Request) -> Result<Response<Body>, lamb
                 json!({ "message": e.to_string(), "error": cause }),
             ))
         }
+    }
+}
+
+/// Sample 5: an outgoing HTTP call through `XRayMiddleware`, a subsegment named after
+/// the host.
+async fn notify(app: &App, user: &NewUser) {
+    let Some((url, client)) = &app.notify else {
+        return;
+    };
+    let body = json!({ "userId": user.user_id }).to_string();
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(status = %r.status(), "the new-user notification was refused"),
+        Err(e) => tracing::warn!(error = %e, "the new-user notification failed"),
     }
 }
 
@@ -209,11 +239,21 @@ async fn app_from_env() -> Result<App, lambda_runtime::Error> {
             .interceptor(XRayInterceptor::new())
             .build(),
     );
+    let notify = std::env::var("NOTIFY_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|url| {
+            let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                .with(xray_lambda::http::XRayMiddleware::new())
+                .build();
+            (url, client)
+        });
     Ok(App {
         dynamodb,
         s3,
         table,
         bucket,
+        notify,
     })
 }
 

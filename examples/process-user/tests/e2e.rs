@@ -10,7 +10,9 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
-use xray_lambda_e2e::harness::{self, by_name, start_function, Daemon, Emulator, Moto, Process};
+use xray_lambda_e2e::harness::{
+    self, by_name, start_function, Canned, Daemon, Emulator, Moto, Process, Proxy,
+};
 
 const HANDLER: &str = "## process-user";
 
@@ -44,12 +46,19 @@ fn s3(moto: &Moto) -> aws_sdk_s3::Client {
     )
 }
 
-fn function(emulator: &Emulator, daemon: &Daemon, moto: &Moto, table: &str) -> Process {
+fn function(
+    emulator: &Emulator,
+    daemon: &Daemon,
+    moto: &Moto,
+    table: &str,
+    notify_url: &str,
+) -> Process {
     start_function(
         Path::new(env!("CARGO_BIN_EXE_process-user")),
         &emulator.runtime_api(),
         daemon.addr,
         &[
+            ("NOTIFY_URL", notify_url),
             ("AWS_LAMBDA_FUNCTION_NAME", "process-user"),
             ("POWERTOOLS_SERVICE_NAME", "process-user"),
             ("TABLE_NAME", table),
@@ -67,12 +76,20 @@ fn body(response: &Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn creates_the_user_and_traces_all_three_ways() {
+async fn creates_the_user_and_traces_every_way() {
     let moto = Moto::start();
     create_table_and_bucket(&moto).await;
     let daemon = Daemon::start();
     let emulator = Emulator::start();
-    let _function = function(&emulator, &daemon, &moto, "users-table");
+    // The service notified of new users: answers 200, keeps the trace headers it gets.
+    let ok = Canned {
+        status: 200,
+        content_type: "application/json",
+        body: "{}".into(),
+    };
+    let notified = Proxy::start(moto.addr, vec![ok], true);
+    let notify_url = format!("{}/notify?key=secret", notified.endpoint);
+    let _function = function(&emulator, &daemon, &moto, "users-table", &notify_url);
 
     let (_, response) = tokio::task::block_in_place(|| emulator.invoke(&event("create-user")));
     assert_eq!(response["statusCode"], 200, "{response}");
@@ -106,8 +123,8 @@ async fn creates_the_user_and_traces_all_three_ways() {
     );
 
     // The trace.
-    let docs = tokio::task::block_in_place(|| daemon.wait_for(7));
-    assert_eq!(docs.len(), 7, "{docs:#?}");
+    let docs = tokio::task::block_in_place(|| daemon.wait_for(8));
+    assert_eq!(docs.len(), 8, "{docs:#?}");
     let datagrams = daemon.datagrams();
     assert_eq!(datagrams.len(), 1, "the invocation is one datagram");
     assert_eq!(
@@ -151,6 +168,24 @@ async fn creates_the_user_and_traces_all_three_ways() {
         "a tracing span, via the layer"
     );
     assert_eq!(profile["annotations"], json!({"userId": "u-1"}));
+    // The notification: a remote subsegment, and the header naming it.
+    let call = by_name(&docs, "127.0.0.1");
+    assert_eq!(call["parent_id"], handler["id"]);
+    assert_eq!(call["namespace"], "remote");
+    assert_eq!(
+        call["http"]["request"],
+        json!({"method": "POST", "url": format!("{}/notify", notified.endpoint)})
+    );
+    assert_eq!(call["http"]["response"]["status"], 200);
+    let headers = notified.trace_headers();
+    let seen = headers[0].as_deref().unwrap();
+    assert!(
+        seen.contains(&format!(
+            ";Parent={};Sampled=1",
+            call["id"].as_str().unwrap()
+        )),
+        "{seen}"
+    );
     let s3doc = by_name(&docs, "S3");
     assert_eq!(s3doc["parent_id"], save["id"]);
     assert_eq!(s3doc["aws"]["operation"], "PutObject");
@@ -183,7 +218,7 @@ async fn a_failed_write_answers_500_and_the_trace_shows_why() {
     create_table_and_bucket(&moto).await;
     let daemon = Daemon::start();
     let emulator = Emulator::start();
-    let _function = function(&emulator, &daemon, &moto, "missing-table");
+    let _function = function(&emulator, &daemon, &moto, "missing-table", "");
 
     let (_, response) = tokio::task::block_in_place(|| emulator.invoke(&event("create-user")));
     assert_eq!(response["statusCode"], 500, "{response}");

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 
 use serde::Serialize;
 
-use super::{AnnotationValue, Kind, MetadataValue, Record, Shrink, Timestamp};
+use super::{AnnotationValue, Http, Kind, MetadataValue, Record, Shrink, Timestamp};
 use crate::id::{SegmentId, TraceId};
 
 /// The most bytes the fields of a document sent on its own add in front of a subtree:
@@ -354,7 +354,7 @@ fn write_fields(r: &Record, out: &mut Vec<u8>) {
         out.push(b'}');
     }
     if let Some(http) = &r.http {
-        write_field(out, "http", http);
+        write_http(out, http);
     }
     if let Some(aws) = &r.aws {
         write_field(out, "aws", aws);
@@ -374,6 +374,34 @@ fn write_field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) 
         out.truncate(start);
         tracing::warn!(field = name, error = %e, "X-Ray document field could not be encoded; left out");
     }
+}
+
+/// `,"http":{…}`.
+fn write_http(out: &mut Vec<u8>, http: &Http) {
+    out.extend_from_slice(b",\"http\":{");
+    let mut i = 0;
+    if let Some(request) = &http.request {
+        write_key(out, i, "request");
+        out.push(b'{');
+        write_key(out, 0, "method");
+        write_str(out, &request.method);
+        write_key(out, 1, "url");
+        write_str(out, &request.url);
+        out.push(b'}');
+        i += 1;
+    }
+    if let Some(response) = &http.response {
+        write_key(out, i, "response");
+        out.push(b'{');
+        write_key(out, 0, "status");
+        write_u64(out, u64::from(response.status));
+        if let Some(length) = response.content_length {
+            write_key(out, 1, "content_length");
+            write_u64(out, length);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
 /// `"key":` of the `i`th entry of an object.
@@ -488,7 +516,9 @@ fn write_u64(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::super::test_records::{exception, record};
-    use super::super::{AnnotationValue, Aws, Http, HttpResponse, Record, Sql, StackFrame};
+    use super::super::{
+        AnnotationValue, Aws, Http, HttpRequest, HttpResponse, Record, Sql, StackFrame,
+    };
     use super::*;
     use serde_json::{json, Value};
 
@@ -595,6 +625,10 @@ mod tests {
         r.annotations.insert("k", "v \"quoted\"".into());
         r.add_exceptions(vec![exception("E".into(), "m".into())]);
         r.http = Some(Http {
+            request: Some(HttpRequest {
+                method: "GET".into(),
+                url: "http://h/\"q\"".into(),
+            }),
             response: Some(HttpResponse {
                 status: 429,
                 content_length: Some(3),
@@ -615,6 +649,11 @@ mod tests {
         assert_eq!(doc["annotations"]["k"], "v \"quoted\"");
         assert_eq!(doc["cause"]["exceptions"][0]["type"], "E");
         assert_eq!(doc["http"]["response"]["status"], 429);
+        assert_eq!(doc["http"]["response"]["content_length"], 3);
+        assert_eq!(
+            doc["http"]["request"],
+            json!({"method": "GET", "url": "http://h/\"q\""})
+        );
         assert_eq!(doc["aws"]["operation"], "PutItem");
     }
 

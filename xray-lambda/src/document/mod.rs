@@ -51,6 +51,18 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// How an HTTP status counts: 429 a throttle, another 4xx a client error, 5xx a
+    /// fault; `None` below 400.
+    #[cfg(any(feature = "aws-sdk", feature = "__http-client"))]
+    pub(crate) fn for_status(status: u16) -> Option<ErrorKind> {
+        match status {
+            429 => Some(ErrorKind::Throttle),
+            400..=499 => Some(ErrorKind::Error),
+            500.. => Some(ErrorKind::Fault),
+            _ => None,
+        }
+    }
+
     pub(crate) fn set_flags(self, r: &mut Record) {
         match self {
             ErrorKind::Fault => r.fault = true,
@@ -408,24 +420,30 @@ impl Serialize for Metadata {
 #[cfg(feature = "aws-sdk")]
 pub(crate) const AWS_NAMESPACE: &str = "aws";
 
-/// `http` of a subsegment for a downstream call.
-#[derive(Clone, Debug, Default, Serialize)]
+/// `http` of a subsegment for a downstream call (written by `encode`).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Http {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<HttpRequest>,
     pub response: Option<HttpResponse>,
 }
 
+/// `http.request`.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpRequest {
+    pub method: String,
+    pub url: String,
+}
+
 /// `http.response`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct HttpResponse {
     pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub content_length: Option<u64>,
 }
 
 /// `namespace` of a subsegment for a call to a service that is not AWS (a database, an
 /// HTTP API).
-#[cfg(feature = "tracing-layer")]
+#[cfg(any(feature = "tracing-layer", feature = "__http-client"))]
 pub(crate) const REMOTE_NAMESPACE: &str = "remote";
 
 /// `sql` of a subsegment for a database query. Only the statement as written (with its

@@ -1,0 +1,84 @@
+//! [`XRayMiddleware`]: the requests of a `reqwest-middleware` client.
+
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::context::Scope;
+use crate::exception;
+
+use super::call::{content_length, CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
+
+/// `reqwest-middleware` middleware recording each request as a subsegment and sending
+/// the trace header with it. Feature `reqwest`.
+///
+/// ```
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(xray_lambda::http::XRayMiddleware::new().ignore_host("*.internal"))
+///     .build();
+/// # drop(client);
+/// ```
+///
+/// Put it after a retry middleware (`.with(retry).with(XRayMiddleware::new())`) and each
+/// attempt is a subsegment of its own, which is what X-Ray shows for HTTP calls. See
+/// [the module](super) for what is recorded.
+#[derive(Clone, Debug, Default)]
+pub struct XRayMiddleware {
+    settings: ClientSettings,
+}
+
+impl XRayMiddleware {
+    /// Records every request, without its query string.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+super::client_builder!(XRayMiddleware);
+
+#[async_trait::async_trait]
+impl Middleware for XRayMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let url = req.url().clone();
+        let target = Target {
+            scheme: url.scheme(),
+            host: url.host_str().unwrap_or_default(),
+            port: url.port(),
+            path: url.path(),
+            query: url.query(),
+        };
+        let opened = self
+            .settings
+            .begin(&req.method().clone(), &target, req.headers_mut());
+        Scope::new(next.run(req, extensions), opened, RecordOutcome).await
+    }
+}
+
+impl CallOutput for reqwest_middleware::Result<Response> {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Ok(response) => Outcome::Answered {
+                status: response.status().as_u16(),
+                content_length: content_length(response.headers()),
+            },
+            Err(reqwest_middleware::Error::Reqwest(e)) => {
+                let mut exceptions = exception::from_error(e, None);
+                // reqwest names the URL in its message: without its query string, as
+                // the subsegment records it.
+                if let (Some(url), Some(top)) = (e.url(), exceptions.first_mut()) {
+                    if url.query().is_some() {
+                        let mut bare = url.clone();
+                        bare.set_query(None);
+                        top.message = top.message.replace(url.as_str(), bare.as_str());
+                    }
+                }
+                Outcome::Failed(exceptions)
+            }
+            Err(e) => Outcome::Failed(exception::from_error(e, None)),
+        }
+    }
+}
