@@ -216,31 +216,6 @@ fn seed_invocation(sink: &Sink) -> (Duration, Duration, f64) {
     (costs[0].1, costs[1].1, datagrams as f64 / n as f64)
 }
 
-/// Median per-request cost of a GET through reqwest-middleware, without and with
-/// `XRayMiddleware`, as `(wall, caller CPU)`, in sampled invocations of [`CALLS`].
-fn http_costs(sink: &str) -> Vec<(Duration, Duration)> {
-    let rt = std::rc::Rc::new(
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-    );
-    let url = format!("{}/", dynamodb_stub().unwrap());
-    let mut runs: Vec<Box<dyn FnMut()>> = [false, true]
-        .into_iter()
-        .map(|traced| {
-            let (rt, url, client) = (rt.clone(), url.clone(), http_client(traced));
-            let mut svc = traced_service(sink, move || {
-                for _ in 0..CALLS {
-                    assert!(rt.block_on(http_get(client.clone(), url.clone()).in_current_trace()));
-                }
-            });
-            Box::new(move || invoke(&mut svc, &header(true))) as Box<dyn FnMut()>
-        })
-        .collect();
-    interleaved(&mut runs, CALLS)
-}
-
 /// The label of the variant the others are compared with.
 const OURS: &str = "XRayInterceptor on the client";
 const PLAIN: &str = "plain";
@@ -365,7 +340,6 @@ fn main() {
     let rss_after = resident_kib();
     let seed = seed_invocation(&sink);
     let interceptors = interceptor_comparison(&sink.address);
-    let http = http_costs(&sink.address);
     let lite_sampled = xray_lite_subsegment(&sink.address, true);
     let lite_unsampled = xray_lite_subsegment(&sink.address, false);
 
@@ -444,16 +418,6 @@ fn main() {
     println!();
     print_interceptor_comparison(&interceptors, &python);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    if let [(plain_wall, plain_cpu), (ours_wall, ours_cpu)] = http[..] {
-        println!("HTTP GET through reqwest-middleware to a loopback server, Sampled=1 (median of interleaved rounds):");
-        println!(
-            "    plain caller CPU {:.1} µs; XRayMiddleware {:.1} µs ({:+.1} µs; wall {:+.1} µs)",
-            us(plain_cpu),
-            us(ours_cpu),
-            us(ours_cpu) - us(plain_cpu),
-            us(ours_wall) - us(plain_wall)
-        );
-    }
     let (seed_untraced, seed_traced, seed_datagrams) = seed;
     println!("The seed example's invocation (5 subsegments, 2 AWS calls to a loopback stub):");
     println!(
