@@ -6,5 +6,14 @@ cd "$(dirname "$0")/.."
 SETUP_LINTERS=1 SETUP_BROWSER=1 . scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The library's optional parts: none, each alone, all.
+for features in --no-default-features \
+  "--no-default-features --features macros" "--no-default-features --features aws-sdk" \
+  "--no-default-features --features tracing-layer" "--no-default-features --features reqwest" \
+  "--no-default-features --features http-client" "--no-default-features --features concurrency-tokio" \
+  --all-features; do
+  # shellcheck disable=SC2086
+  cargo clippy -p xray-lambda --all-targets $features -- -D warnings
+done
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace

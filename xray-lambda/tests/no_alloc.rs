@@ -150,6 +150,7 @@ fn a_sampled_subsegment_with_a_literal_name_allocates_its_node_only() {
 
 /// What instrumented code does with `tracing`: spans with fields, entered, recorded
 /// later, an error event.
+#[cfg(feature = "tracing-layer")]
 fn spans() {
     let span = tracing::info_span!(
         "load_user",
@@ -164,6 +165,7 @@ fn spans() {
 }
 
 /// Allocations of [`spans`] under `dispatch`, after a warm-up.
+#[cfg(feature = "tracing-layer")]
 fn allocations_of_spans(dispatch: &tracing::Dispatch) -> u64 {
     tracing::dispatcher::with_default(dispatch, || {
         spans();
