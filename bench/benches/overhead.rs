@@ -17,6 +17,27 @@ use xray_bench::{
 };
 use xray_lambda::{begin_subsegment, FutureExt, TraceHeader};
 
+/// Times `work` done in sampled invocations of 100 (each then sent as one datagram,
+/// outside the timing): what a recorded subsegment costs the code that makes it.
+fn recorded(c: &mut Criterion, sink: &Sink, name: &str, work: fn()) {
+    let (todo, spent) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(Duration::ZERO)));
+    let (t, s) = (todo.clone(), spent.clone());
+    let mut svc = traced_service(&sink.address, move || {
+        let start = Instant::now();
+        for _ in 0..t.get() {
+            work();
+        }
+        s.set(s.get() + start.elapsed());
+    });
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            spent.set(Duration::ZERO);
+            in_invocations(&mut svc, &todo, iters, 100);
+            spent.get()
+        })
+    });
+}
+
 fn subsegments(c: &mut Criterion) {
     let sink = Sink::start().unwrap_or_else(|e| panic!("UDP sink: {e}"));
     in_invocation(&sink.address, &header(false), || {
@@ -26,33 +47,15 @@ fn subsegments(c: &mut Criterion) {
             b.iter(|| call(black_box(7)))
         });
     });
-    // Subsegments are recorded in invocations of 100 (each then sent as one datagram,
-    // outside the timing): what a subsegment costs the code that makes it.
-    let batch = |c: &mut Criterion, name: &str, work: fn()| {
-        let (todo, spent) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(Duration::ZERO)));
-        let (t, s) = (todo.clone(), spent.clone());
-        let mut svc = traced_service(&sink.address, move || {
-            let start = Instant::now();
-            for _ in 0..t.get() {
-                work();
-            }
-            s.set(s.get() + start.elapsed());
-        });
-        c.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                spent.set(Duration::ZERO);
-                in_invocations(&mut svc, &todo, iters, 100);
-                spent.get()
-            })
-        });
-    };
-    batch(
+    recorded(
         c,
+        &sink,
         "sampled subsegment, begin+end, recorded for sending",
         || begin_subsegment(black_box("work")).end(),
     );
-    batch(
+    recorded(
         c,
+        &sink,
         "subsegment with 5 annotations and a metadata object",
         || {
             let s = begin_subsegment("work");
@@ -194,22 +197,7 @@ fn tracing_layer(c: &mut Criterion) {
             },
         ),
     ] {
-        let (todo, spent) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(Duration::ZERO)));
-        let (t, s) = (todo.clone(), spent.clone());
-        let mut svc = traced_service(&sink.address, move || {
-            let start = Instant::now();
-            for _ in 0..t.get() {
-                work();
-            }
-            s.set(s.get() + start.elapsed());
-        });
-        c.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                spent.set(Duration::ZERO);
-                in_invocations(&mut svc, &todo, iters, 100);
-                spent.get()
-            })
-        });
+        recorded(c, &sink, name, work);
     }
 }
 

@@ -166,12 +166,21 @@ fn parent_of(trace_header: &str) -> &str {
         .unwrap()
 }
 
+/// What each test starts: a daemon, the server, a runtime, and a URL nobody answers.
+fn setup() -> (Collector, Arc<Server>, tokio::runtime::Runtime, String) {
+    let refused = format!("http://127.0.0.1:{}/refused", closed_port());
+    (
+        Collector::start(),
+        Arc::new(Server::start()),
+        runtime(),
+        refused,
+    )
+}
+
 #[test]
 fn reqwest_requests_are_subsegments_with_their_outcome_and_header() {
-    let (daemon, server, rt) = (Collector::start(), Arc::new(Server::start()), runtime());
-    let refused = format!("http://127.0.0.1:{}/refused", closed_port());
-    let s = server.clone();
-    let refused_url = refused.clone();
+    let (daemon, server, rt, refused) = setup();
+    let (s, refused_url) = (server.clone(), refused.clone());
     invoke(&rt, &daemon, Some(&header(true)), move || {
         let (s, refused) = (s.clone(), refused_url.clone());
         async move {
@@ -278,7 +287,7 @@ fn reqwest_requests_are_subsegments_with_their_outcome_and_header() {
 
 #[test]
 fn unsampled_and_untraced_requests_send_no_documents() {
-    let (daemon, server, rt) = (Collector::start(), Arc::new(Server::start()), runtime());
+    let (daemon, server, rt, _) = setup();
     for (path, header) in [("/unsampled", Some(header(false))), ("/untraced", None)] {
         let s = server.clone();
         invoke(&rt, &daemon, header.as_deref(), move || {
@@ -309,10 +318,8 @@ fn unsampled_and_untraced_requests_send_no_documents() {
 
 #[test]
 fn a_tower_client_records_the_same_way() {
-    let (daemon, server, rt) = (Collector::start(), Arc::new(Server::start()), runtime());
-    let refused = format!("http://127.0.0.1:{}/refused", closed_port());
-    let s = server.clone();
-    let refused_url = refused.clone();
+    let (daemon, server, rt, refused) = setup();
+    let (s, refused_url) = (server.clone(), refused.clone());
     invoke(&rt, &daemon, Some(&header(true)), move || {
         let (s, refused) = (s.clone(), refused_url.clone());
         async move {
