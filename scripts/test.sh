@@ -16,4 +16,6 @@ for features in --no-default-features \
   cargo clippy -p xray-lambda --all-targets $features -- -D warnings
 done
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+.venv/bin/python scripts/check-msrv.py
 cargo test --workspace
+./scripts/package-test.sh

@@ -150,10 +150,7 @@ mod tests {
     /// of the pattern's ranges lie) and a sample above it.
     #[test]
     fn table_matches_schema_pattern() {
-        let schema: serde_json::Value = serde_json::from_str(include_str!(
-            "../../schema/xray-segmentdocument-schema-v1.0.0.json"
-        ))
-        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(xray_local::validate::SCHEMA).unwrap();
         let pattern = schema["properties"]["name"]["pattern"].as_str().unwrap();
         let one_char = pattern.replace("{1,200}", "");
         let validator =

@@ -28,11 +28,58 @@ const USAGE: &str = "usage:
       print each trace in FILE (JSON Lines) as a timeline; write an HTML page;
       EXPR: annotation.KEY = VALUE [AND ...], with = or !=";
 
+const HELP: &str = "xray-local: see AWS X-Ray traces without the console.
+
+USAGE:
+  xray-local listen [--address HOST:PORT] [--jsonl FILE]
+  xray-local show FILE [--html OUT] [--filter EXPR]
+  xray-local --help | --version
+
+COMMANDS:
+  listen   Stand in for the X-Ray daemon: receive the UDP datagrams an X-Ray SDK
+           sends, check each against the daemon's wire format and AWS's segment
+           document schema (nested subsegments included), print one line per
+           datagram (✓, or ✗ and what is wrong), and append each document to FILE.
+           Point the SDK at it with AWS_XRAY_DAEMON_ADDRESS=HOST:PORT. Runs until
+           interrupted.
+  show     Group the documents of FILE (JSON Lines, as listen writes) by trace and
+           print each trace as a timeline: names, durations, a proportional bar,
+           nesting, annotations, error/throttle/fault flags and the first exception.
+
+OPTIONS:
+  --address HOST:PORT   listen: where to receive datagrams (default 127.0.0.1:2000)
+  --jsonl FILE          listen: append every received document to FILE
+  --html OUT            show: also write one self-contained HTML page with the
+                        timelines and the service map to OUT
+  --filter EXPR         show: only traces with a document matching EXPR:
+                        annotation.KEY = VALUE or annotation.KEY != VALUE, joined
+                        with AND (VALUE: true, false, a number, or a
+                        \"double-quoted string\")
+  -h, --help            print this help
+  -V, --version         print the version
+
+EXIT STATUS:
+  0 on success; 1 on a usage error, an unreadable file or an address that cannot
+  be bound (with a message on stderr).
+
+EXAMPLE:
+  xray-local listen --jsonl traces.jsonl &
+  AWS_XRAY_DAEMON_ADDRESS=127.0.0.1:2000 ./my-traced-program
+  xray-local show traces.jsonl --html trace.html --filter 'annotation.ColdStart = true'";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("listen") => listen(&args[1..]),
         Some("show") => show(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{HELP}");
+            Ok(())
+        }
+        Some("-V" | "--version") => {
+            println!("xray-local {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
         _ => Err(USAGE.to_owned()),
     };
     match result {

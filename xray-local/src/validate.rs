@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-const SCHEMA: &str = include_str!("../../schema/xray-segmentdocument-schema-v1.0.0.json");
+/// AWS's segment document schema (draft-04), as published.
+pub const SCHEMA: &str = include_str!("../schema/xray-segmentdocument-schema-v1.0.0.json");
 const HEADER: &str = r#"{"format":"json","version":1}"#;
 
 /// A reusable schema validator.

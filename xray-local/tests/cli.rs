@@ -228,3 +228,35 @@ fn show_prints_timelines_and_the_page_renders_in_chromium() {
     );
     println!("screenshot of the HTML page: {}", Path::new(&png).display());
 }
+
+#[test]
+fn help_and_version() {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for needle in [
+        "listen",
+        "show",
+        "--address",
+        "--jsonl",
+        "--html",
+        "--filter",
+        "--version",
+        "AWS_XRAY_DAEMON_ADDRESS",
+        "EXIT STATUS",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from --help:\n{text}"
+        );
+    }
+    let version = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("xray-local {}", env!("CARGO_PKG_VERSION"))
+    );
+    let wrong = Command::new(BIN).arg("serve").output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8(wrong.stderr).unwrap().contains("usage:"));
+}
