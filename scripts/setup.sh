@@ -9,6 +9,7 @@ CARGO_LAMBDA_VERSION=1.9.2
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
 SAM_CLI_VERSION=1.170.0
+ZIGLANG_VERSION=0.13.0
 if [ ! -x .venv/bin/python ]; then
   if ! python3 -m venv .venv 2>/dev/null; then
     apt-get update -qq && apt-get install -y -qq python3-venv
@@ -23,6 +24,13 @@ if [ ! -x .venv/bin/moto_server ]; then
 fi
 if [ "${SETUP_LINTERS:-0}" = 1 ] && [ ! -x .venv/bin/sam ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check "cfn-lint==${CFN_LINT_VERSION}" "aws-sam-cli==${SAM_CLI_VERSION}"
+fi
+# `sam build` (rust-cargolambda) cross-links the arm64 function with cargo-lambda's zig.
+if [ "${SETUP_SAM_BUILD:-0}" = 1 ]; then
+  if ! .venv/bin/python -c 'import ziglang' 2>/dev/null; then
+    .venv/bin/pip install --quiet --disable-pip-version-check "ziglang==${ZIGLANG_VERSION}"
+  fi
+  rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || rustup target add aarch64-unknown-linux-gnu
 fi
 if [ "${SETUP_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

@@ -19,3 +19,4 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 .venv/bin/python scripts/check-msrv.py
 cargo test --workspace
 ./scripts/package-test.sh
+./scripts/sam-build-check.sh
