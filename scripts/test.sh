@@ -15,7 +15,7 @@ for features in --no-default-features \
   # shellcheck disable=SC2086
   cargo clippy -p xray-lambda --all-targets $features -- -D warnings
 done
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 .venv/bin/python scripts/check-msrv.py
 cargo test --workspace
 ./scripts/package-test.sh

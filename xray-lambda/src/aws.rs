@@ -1,5 +1,5 @@
 //! [`XRayInterceptor`]: every AWS SDK for Rust call as a subsegment, and the trace
-//! header on every request.
+//! header on every request. Feature `aws-sdk` (on by default).
 //!
 //! The AWS SDK has no global registration: add the interceptor to each client's
 //! config, or to a single call.

@@ -97,7 +97,8 @@ where
 /// Starts the Lambda runtime for concurrent invocations (Lambda Managed Instances,
 /// `AWS_LAMBDA_MAX_CONCURRENCY` > 1) with every invocation traced: a drop-in for
 /// `lambda_runtime::run_concurrent`. Each invocation's trace comes from its own
-/// `Context`, never from the process-wide `_X_AMZN_TRACE_ID`.
+/// `Context`, never from the process-wide `_X_AMZN_TRACE_ID`. Feature
+/// `concurrency-tokio`.
 #[cfg(feature = "concurrency-tokio")]
 pub async fn run_concurrent<A, F, R, B, S, D, E>(handler: F) -> Result<(), lambda_runtime::Error>
 where
