@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every check and test, on a fresh machine: installs what it needs, then formatting,
-# lints, unit, property, doc and end-to-end tests.
+# lints (the workspace, and the library's feature combinations), rustdoc, the MSRV
+# check, unit, property, UI, doc and end-to-end tests, the published crates' tests
+# from their packages, xray-local's install, and `sam build` of the template.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SETUP_LINTERS=1 SETUP_BROWSER=1 . scripts/setup.sh
@@ -19,4 +21,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quie
 .venv/bin/python scripts/check-msrv.py
 cargo test --workspace
 ./scripts/package-test.sh
+# xray-local installs as the README says (debug: reuses this run's build).
+install_root=$(mktemp -d)
+CARGO_TARGET_DIR=target cargo install --quiet --path xray-local --debug --root "$install_root"
+"$install_root/bin/xray-local" --help >/dev/null
+rm -rf "$install_root"
 ./scripts/sam-build-check.sh
