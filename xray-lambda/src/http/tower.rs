@@ -69,14 +69,18 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        // The headers are taken out while the URI is read (no copy of either).
-        let mut headers = std::mem::take(req.headers_mut());
-        let uri = req.uri();
-        let host_header = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok());
+        // A `Uri` clone shares its bytes: no copy, and the request stays free to change.
+        let uri = req.uri().clone();
         // An origin-form URI (a path only) leaves the host to the `Host` header.
-        let (host, port) = match (uri.host(), host_header) {
+        let host_header = match uri.host() {
+            Some(_) => None,
+            None => req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+        };
+        let (host, port) = match (uri.host(), host_header.as_deref()) {
             (Some(host), _) => (host, uri.port_u16()),
             (None, Some(h)) => match h.rsplit_once(':') {
                 Some((host, port)) if port.parse::<u16>().is_ok() => (host, port.parse().ok()),
@@ -84,16 +88,15 @@ where
             },
             (None, None) => ("", None),
         };
-        let host = host.to_owned();
         let target = Target {
             scheme: uri.scheme_str().unwrap_or("http"),
-            host: &host,
+            host,
             port,
             path: uri.path(),
             query: uri.query(),
         };
-        let opened = self.settings.begin(req.method(), &target, &mut headers);
-        *req.headers_mut() = headers;
+        let method = req.method().clone();
+        let opened = self.settings.begin(&method, &target, req.headers_mut());
         let inner = self.inner.call(req);
         ResponseFuture {
             state: if opened.node.is_some() {
