@@ -12,7 +12,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 for features in --no-default-features \
   "--no-default-features --features macros" "--no-default-features --features aws-sdk" \
   "--no-default-features --features tracing-layer" "--no-default-features --features reqwest" \
-  "--no-default-features --features http-client" "--no-default-features --features concurrency-tokio" \
+  "--no-default-features --features http-client" "--no-default-features --features http-server" \
+  "--no-default-features --features concurrency-tokio" \
   --all-features; do
   # shellcheck disable=SC2086
   cargo clippy -p xray-lambda --all-targets $features -- -D warnings

@@ -55,16 +55,25 @@ impl fmt::Display for AddressError {
 
 impl std::error::Error for AddressError {}
 
-/// Parses a daemon address: `host:port`, or `tcp:host:port udp:host:port` in either
-/// order (the UDP part is the one documents go to). Host names are resolved once, here.
-pub(crate) fn parse_daemon_address(value: &str) -> Result<SocketAddr, AddressError> {
+/// Where the daemon listens: UDP for documents, TCP for the sampling API it proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DaemonAddresses {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+}
+
+/// Parses a daemon address: `host:port` (both protocols), or `tcp:host:port
+/// udp:host:port` in either order. Host names are resolved once, here.
+pub(crate) fn parse_daemon_addresses(value: &str) -> Result<DaemonAddresses, AddressError> {
     let err = |reason: &str| AddressError {
         value: value.to_owned(),
         reason: reason.to_owned(),
     };
     let parts: Vec<&str> = value.split_whitespace().collect();
-    let udp = match parts.as_slice() {
-        [single] if !single.starts_with("tcp:") && !single.starts_with("udp:") => *single,
+    let (udp, tcp) = match parts.as_slice() {
+        [single] if !single.starts_with("tcp:") && !single.starts_with("udp:") => {
+            (*single, *single)
+        }
         [a, b] => {
             let (mut udp, mut tcp) = (None, None);
             for p in [a, b] {
@@ -75,36 +84,56 @@ pub(crate) fn parse_daemon_address(value: &str) -> Result<SocketAddr, AddressErr
                 }
             }
             match (udp, tcp) {
-                (Some(u), Some(_)) => u,
+                (Some(u), Some(t)) => (u, t),
                 _ => return Err(err("needs one tcp: and one udp: part")),
             }
         }
         [] => return Err(err("empty")),
         _ => return Err(err("unrecognised form")),
     };
-    let Some((host, port)) = udp.rsplit_once(':') else {
-        return Err(err("no port"));
+    let resolve = |part: &str| {
+        let Some((host, port)) = part.rsplit_once(':') else {
+            return Err(err("no port"));
+        };
+        if host.is_empty() {
+            return Err(err("no host"));
+        }
+        match port.parse::<u16>() {
+            Ok(0) => return Err(err("port 0 is not a port anything listens on")),
+            Ok(_) => {}
+            Err(_) => return Err(err("port is not a number from 1 to 65535")),
+        }
+        part.to_socket_addrs()
+            .map_err(|e| err(&e.to_string()))?
+            .next()
+            .ok_or_else(|| err("host resolves to no address"))
     };
-    if host.is_empty() {
-        return Err(err("no host"));
-    }
-    match port.parse::<u16>() {
-        Ok(0) => return Err(err("port 0 is not a port anything listens on")),
-        Ok(_) => {}
-        Err(_) => return Err(err("port is not a number from 1 to 65535")),
-    }
-    udp.to_socket_addrs()
-        .map_err(|e| err(&e.to_string()))?
-        .next()
-        .ok_or_else(|| err("host resolves to no address"))
+    Ok(DaemonAddresses {
+        udp: resolve(udp)?,
+        tcp: if tcp == udp {
+            resolve(udp)?
+        } else {
+            resolve(tcp)?
+        },
+    })
 }
 
-/// The daemon address from the environment, or the default.
-pub(crate) fn daemon_address_from_env() -> Result<SocketAddr, AddressError> {
+/// The UDP part of a daemon address (see [`parse_daemon_addresses`]).
+pub(crate) fn parse_daemon_address(value: &str) -> Result<SocketAddr, AddressError> {
+    parse_daemon_addresses(value).map(|a| a.udp)
+}
+
+/// The daemon addresses from the environment, or the default.
+pub(crate) fn daemon_addresses_from_env() -> Result<DaemonAddresses, AddressError> {
     match std::env::var(ENV_DAEMON_ADDRESS) {
-        Ok(v) => parse_daemon_address(&v),
-        Err(_) => parse_daemon_address(DEFAULT_DAEMON_ADDRESS),
+        Ok(v) => parse_daemon_addresses(&v),
+        Err(_) => parse_daemon_addresses(DEFAULT_DAEMON_ADDRESS),
     }
+}
+
+/// The daemon's UDP address from the environment, or the default.
+pub(crate) fn daemon_address_from_env() -> Result<SocketAddr, AddressError> {
+    daemon_addresses_from_env().map(|a| a.udp)
 }
 
 /// Reads a boolean switch; `None` when unset or unreadable (with a warning).
@@ -220,6 +249,11 @@ mod tests {
             parse_daemon_address("udp:127.0.0.1:2001 tcp:127.0.0.1:2000").unwrap(),
             want
         );
+        let both = parse_daemon_addresses("udp:127.0.0.1:2001 tcp:127.0.0.1:2000").unwrap();
+        assert_eq!(both.tcp, "127.0.0.1:2000".parse().unwrap());
+        let single = parse_daemon_addresses("127.0.0.1:2002").unwrap();
+        assert_eq!((single.udp, single.tcp), (single.udp, single.udp));
+        assert_eq!(single.tcp.port(), 2002);
     }
 
     #[test]

@@ -167,7 +167,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let trace = Trace::new(TraceId::new(), "", true, Some(d.emitter.clone()), 100);
-            let segment = Subsegment::enter(Node::segment(trace, "segment".into()).unwrap());
+            let segment = Subsegment::enter(Node::segment(trace, "segment".into(), None).unwrap());
             let others: Vec<_> = (0..20)
                 .map(|_| {
                     tokio::spawn(async {

@@ -2,39 +2,40 @@
 //! matches any run of characters (none included), `?` exactly one.
 
 /// Whether `text` matches `pattern`, ignoring ASCII case (host names, HTTP methods).
+///
+/// Iterative, with one backtracking point (the last `*`): linear in practice, never
+/// exponential, whatever the pattern. Works on the strings in place: sampling rules are
+/// matched on every request, so this allocates nothing.
 pub(crate) fn matches_ignoring_case(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let text: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
-    matches_chars(&pattern, &text)
-}
-
-/// Iterative matching with one backtracking point (the last `*`): linear in practice,
-/// never exponential, whatever the pattern.
-fn matches_chars(pattern: &[char], text: &[char]) -> bool {
+    let first = |s: &str, at: usize| s.get(at..).and_then(|rest| rest.chars().next());
     let (mut p, mut t) = (0, 0);
+    // Where the last `*` is in the pattern, and where in the text it stops swallowing.
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
+    while let Some(tc) = first(text, t) {
+        match first(pattern, p) {
             Some('*') => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == text[t] => {
-                p += 1;
-                t += 1;
+            Some(pc) if pc == '?' || pc.eq_ignore_ascii_case(&tc) => {
+                p += pc.len_utf8();
+                t += tc.len_utf8();
             }
             _ => match star {
                 // Let the last `*` swallow one more character and try again.
                 Some((sp, st)) => {
+                    let swallowed = st + first(text, st).map_or(1, char::len_utf8);
                     p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
+                    t = swallowed;
+                    star = Some((sp, swallowed));
                 }
                 None => return false,
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.bytes().all(|c| c == b'*'))
 }
 
 #[cfg(test)]
@@ -53,6 +54,9 @@ mod tests {
             ("*a*b*c", "xxaxxbxxc"),
             ("a*", "a"),
             ("", ""),
+            ("caf?", "café"),
+            ("*é", "passé"),
+            ("?", "ü"),
         ];
         for (p, t) in yes {
             assert!(matches_ignoring_case(p, t), "{p} ~ {t}");

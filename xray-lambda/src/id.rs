@@ -222,7 +222,7 @@ fn seed() -> u64 {
 /// wyrand: fast, statistically solid, and plenty for ids that only need to be unique.
 /// Ids are also made while the thread's locals are being torn down (a guard dropped by a
 /// thread-local destructor); the state may be gone by then, and a fresh seed serves.
-fn next_random() -> u64 {
+pub(crate) fn next_random() -> u64 {
     let s = RNG
         .try_with(|state| {
             let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);

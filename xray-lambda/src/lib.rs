@@ -70,16 +70,25 @@ mod document;
 mod emitter;
 mod exception;
 mod future;
-#[cfg(feature = "__http-client")]
+#[cfg(any(feature = "__http-client", feature = "http-server"))]
 mod glob;
 mod header;
-#[cfg(feature = "__http-client")]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "http-client"))))]
+#[cfg(any(feature = "__http-client", feature = "http-server"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "reqwest", feature = "http-client", feature = "http-server")))
+)]
 pub mod http;
 mod id;
 mod lambda;
 mod name_chars;
 mod panic;
+#[cfg(feature = "http-server")]
+mod plain_http;
+#[cfg(feature = "http-server")]
+mod platform;
+#[cfg(feature = "http-server")]
+mod sampling;
 mod sanitize;
 mod segment;
 mod subsegment;

@@ -99,5 +99,5 @@ fn open_node(name: Name) -> Option<Arc<Node>> {
         Some(Emitter::from_env()?),
         config::streaming_threshold(),
     );
-    Node::segment(trace, name)
+    Node::segment(trace, name, None)
 }

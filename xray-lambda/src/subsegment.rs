@@ -507,7 +507,7 @@ mod tests {
     fn nothing_is_recorded_under_a_segment_after_it_ended() {
         let d = Daemon::new();
         let trace = Trace::new(TraceId::new(), "", true, Some(d.emitter.clone()), 100);
-        let segment = Subsegment::enter(Node::segment(trace, "segment".into()).unwrap());
+        let segment = Subsegment::enter(Node::segment(trace, "segment".into(), None).unwrap());
         let inner = begin_subsegment("inner");
         // Outermost first: the segment ends what is open under it.
         drop(segment);

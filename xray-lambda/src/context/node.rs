@@ -80,20 +80,28 @@ impl Node {
         })
     }
 
-    /// A top-level segment, the root of its own trace. `None` when the trace does not
-    /// record.
-    pub(crate) fn segment(trace: Arc<Trace>, name: Name) -> Option<Arc<Self>> {
+    /// A top-level segment, the root of its own trace, continuing the caller's segment
+    /// `caller` when there is one. `None` when the trace does not record.
+    pub(crate) fn segment(
+        trace: Arc<Trace>,
+        name: Name,
+        caller: Option<SegmentId>,
+    ) -> Option<Arc<Self>> {
         if !trace.is_recording() {
             return None;
         }
-        Self::create(
+        let node = Self::create(
             trace,
             None,
             name,
             Kind::Segment,
             NodeKind::Root,
             Instant::now(),
-        )
+        )?;
+        if caller.is_some() {
+            node.with_record(|r| r.parent_id = caller);
+        }
+        Some(node)
     }
 
     /// A subsegment under `parent`, or under its nearest ancestor still open (a guard

@@ -8,7 +8,9 @@ use std::cmp::Reverse;
 
 use serde::Serialize;
 
-use super::{AnnotationValue, Http, Kind, MetadataValue, Record, Shrink, Timestamp};
+use super::{
+    AnnotationValue, Http, Kind, MetadataValue, Record, Shrink, Timestamp, MAX_HTTP_FIELD,
+};
 use crate::id::{SegmentId, TraceId};
 
 /// The most bytes the fields of a document sent on its own add in front of a subtree:
@@ -358,6 +360,15 @@ fn write_fields(r: &Record, out: &mut Vec<u8>) {
     }
     if let Some(aws) = &r.aws {
         write_field(out, "aws", aws);
+    } else if let Some(origin) = &r.origin {
+        if let Some(aws) = &origin.aws {
+            out.extend_from_slice(b",\"aws\":");
+            out.extend_from_slice(aws.get().as_bytes());
+        }
+    }
+    if let Some(name) = r.origin.as_ref().and_then(|o| o.origin) {
+        out.extend_from_slice(b",\"origin\":");
+        write_str(out, name);
     }
     if let Some(sql) = &r.sql {
         write_field(out, "sql", sql);
@@ -384,9 +395,20 @@ fn write_http(out: &mut Vec<u8>, http: &Http) {
         write_key(out, i, "request");
         out.push(b'{');
         write_key(out, 0, "method");
-        write_str(out, &request.method);
+        write_str(out, cut(&request.method));
         write_key(out, 1, "url");
-        write_str(out, &request.url);
+        write_str(out, cut(&request.url));
+        if let Some(agent) = &request.user_agent {
+            write_key(out, 2, "user_agent");
+            write_str(out, cut(agent));
+        }
+        if let Some(ip) = &request.client_ip {
+            write_key(out, 2, "client_ip");
+            write_str(out, cut(ip));
+            if request.x_forwarded_for {
+                out.extend_from_slice(b",\"x_forwarded_for\":true");
+            }
+        }
         out.push(b'}');
         i += 1;
     }
@@ -402,6 +424,14 @@ fn write_http(out: &mut Vec<u8>, http: &Http) {
         out.push(b'}');
     }
     out.push(b'}');
+}
+
+/// At most [`MAX_HTTP_FIELD`] characters of `s`, cut on a character boundary.
+fn cut(s: &str) -> &str {
+    match s.char_indices().nth(MAX_HTTP_FIELD) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
 }
 
 /// `"key":` of the `i`th entry of an object.
@@ -517,7 +547,8 @@ fn write_u64(out: &mut Vec<u8>, mut v: u64) {
 mod tests {
     use super::super::test_records::{exception, record};
     use super::super::{
-        AnnotationValue, Aws, Http, HttpRequest, HttpResponse, Record, Sql, StackFrame,
+        AnnotationValue, Aws, Http, HttpRequest, HttpResponse, Origin, Platform, Record, Sql,
+        StackFrame,
     };
     use super::*;
     use serde_json::{json, Value};
@@ -628,6 +659,7 @@ mod tests {
             request: Some(HttpRequest {
                 method: "GET".into(),
                 url: "http://h/\"q\"".into(),
+                ..HttpRequest::default()
             }),
             response: Some(HttpResponse {
                 status: 429,
@@ -655,6 +687,42 @@ mod tests {
             json!({"method": "GET", "url": "http://h/\"q\""})
         );
         assert_eq!(doc["aws"]["operation"], "PutItem");
+    }
+
+    #[test]
+    fn incoming_request_fields_origin_and_long_strings_cut_to_the_schema() {
+        let mut r = record();
+        r.kind = Kind::Segment;
+        r.parent_id = None;
+        let long = "é".repeat(300);
+        r.http = Some(Http {
+            request: Some(HttpRequest {
+                method: "POST".into(),
+                url: format!("http://h/{long}"),
+                user_agent: Some(long.clone()),
+                client_ip: Some("203.0.113.7".into()),
+                x_forwarded_for: true,
+            }),
+            response: None,
+        });
+        r.origin = Some(std::sync::Arc::new(Origin::new(&Platform::Ecs {
+            container: Some("web".into()),
+            container_id: Some("abc".into()),
+            container_arn: None,
+        })));
+        let doc = document(&encode(r, Children::default()));
+        let request = &doc["http"]["request"];
+        assert_eq!(request["url"].as_str().unwrap().chars().count(), 250);
+        assert_eq!(request["user_agent"].as_str().unwrap(), &long[..500]);
+        assert_eq!(request["client_ip"], "203.0.113.7");
+        assert_eq!(request["x_forwarded_for"], true);
+        assert_eq!(doc["origin"], "AWS::ECS::Container");
+        assert_eq!(
+            doc["aws"]["ecs"],
+            json!({"container": "web", "container_id": "abc"})
+        );
+        assert_eq!(doc["aws"]["xray"]["sdk_version"], env!("CARGO_PKG_VERSION"));
+        assert!(doc.get("type").is_none());
     }
 
     #[test]

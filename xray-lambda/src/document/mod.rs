@@ -53,7 +53,11 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// How an HTTP status counts: 429 a throttle, another 4xx a client error, 5xx a
     /// fault; `None` below 400.
-    #[cfg(any(feature = "aws-sdk", feature = "__http-client"))]
+    #[cfg(any(
+        feature = "aws-sdk",
+        feature = "__http-client",
+        feature = "http-server"
+    ))]
     pub(crate) fn for_status(status: u16) -> Option<ErrorKind> {
         match status {
             429 => Some(ErrorKind::Throttle),
@@ -427,12 +431,20 @@ pub(crate) struct Http {
     pub response: Option<HttpResponse>,
 }
 
-/// `http.request`.
-#[derive(Clone, Debug)]
+/// `http.request`. Its strings are cut to [`MAX_HTTP_FIELD`] characters when encoded.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct HttpRequest {
     pub method: String,
     pub url: String,
+    /// Incoming requests only.
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+    /// Whether `client_ip` came from `X-Forwarded-For` (and so is not verified).
+    pub x_forwarded_for: bool,
 }
+
+/// The most characters AWS's schema allows in `http.request` strings.
+pub(crate) const MAX_HTTP_FIELD: usize = 250;
 
 /// `http.response`.
 #[derive(Clone, Debug)]
@@ -471,6 +483,124 @@ pub(crate) struct Aws {
     pub parameters: serde_json::Map<String, serde_json::Value>,
 }
 
+/// What a segment says about where its service runs (`origin`, and the `aws` fields
+/// describing the host), and which SDK sent it; encoded once per process.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    origin: Option<&'static str>,
+    /// The `aws` object.
+    aws: Option<Box<RawValue>>,
+}
+
+/// Where a service outside Lambda runs, as far as it could be found out.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+pub(crate) enum Platform {
+    /// Nothing known.
+    #[default]
+    Unknown,
+    /// A container of an ECS task (`AWS::ECS::Container`).
+    Ecs {
+        container: Option<String>,
+        container_id: Option<String>,
+        container_arn: Option<String>,
+    },
+    /// An EC2 instance (`AWS::EC2::Instance`).
+    Ec2 {
+        instance_id: Option<String>,
+        availability_zone: Option<String>,
+        instance_size: Option<String>,
+        ami_id: Option<String>,
+    },
+}
+
+impl Origin {
+    #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+    pub(crate) fn new(platform: &Platform) -> Self {
+        #[derive(Serialize)]
+        struct Aws<'a> {
+            xray: Sdk,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ecs: Option<Ecs<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ec2: Option<Ec2<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Sdk {
+            sdk: &'static str,
+            sdk_version: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Ecs<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            container: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            container_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            container_arn: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Ec2<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            instance_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            availability_zone: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            instance_size: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ami_id: Option<&'a str>,
+        }
+        let mut aws = Aws {
+            xray: Sdk {
+                sdk: "xray-lambda for Rust",
+                sdk_version: env!("CARGO_PKG_VERSION"),
+            },
+            ecs: None,
+            ec2: None,
+        };
+        let origin = match platform {
+            Platform::Unknown => None,
+            Platform::Ecs {
+                container,
+                container_id,
+                container_arn,
+            } => {
+                aws.ecs = Some(Ecs {
+                    container: container.as_deref(),
+                    container_id: container_id.as_deref(),
+                    container_arn: container_arn.as_deref(),
+                });
+                Some("AWS::ECS::Container")
+            }
+            Platform::Ec2 {
+                instance_id,
+                availability_zone,
+                instance_size,
+                ami_id,
+            } => {
+                aws.ec2 = Some(Ec2 {
+                    instance_id: instance_id.as_deref(),
+                    availability_zone: availability_zone.as_deref(),
+                    instance_size: instance_size.as_deref(),
+                    ami_id: ami_id.as_deref(),
+                });
+                Some("AWS::EC2::Instance")
+            }
+        };
+        Origin {
+            origin,
+            // Strings and objects always encode.
+            aws: serde_json::value::to_raw_value(&aws).ok(),
+        }
+    }
+
+    /// The `origin` value: the service type sampling rules match (`""` when unknown).
+    #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+    pub(crate) fn service_type(&self) -> &'static str {
+        self.origin.unwrap_or("")
+    }
+}
+
 /// Whether a document is a top-level segment or a subsegment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -500,6 +630,8 @@ pub(crate) struct Record {
     pub aws: Option<Box<Aws>>,
     /// Boxed: only database queries have it.
     pub sql: Option<Box<Sql>>,
+    /// Segments begun for incoming requests: where the service runs. Shared by all.
+    pub origin: Option<std::sync::Arc<Origin>>,
 }
 
 impl Record {
@@ -529,6 +661,7 @@ impl Record {
             http: None,
             aws: None,
             sql: None,
+            origin: None,
         }
     }
 

@@ -3,11 +3,10 @@
 use std::borrow::Cow;
 
 use crate::context::{self, Context, Node, OnComplete, Opened};
-use crate::document::{ErrorKind, Exception, Http, HttpRequest, HttpResponse, REMOTE_NAMESPACE};
+use crate::document::{ErrorKind, Exception, Http, HttpRequest, REMOTE_NAMESPACE};
 use crate::glob;
 
-/// The header the trace travels in.
-const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
+use super::TRACE_HEADER;
 
 /// Where a request goes, as the client has it.
 #[derive(Debug)]
@@ -92,6 +91,7 @@ impl ClientSettings {
                     request: Some(HttpRequest {
                         method: method.as_str().to_owned(),
                         url,
+                        ..HttpRequest::default()
                     }),
                     response: None,
                 });
@@ -127,17 +127,7 @@ impl<T: CallOutput> OnComplete<T> for RecordOutcome {
             Outcome::Answered {
                 status,
                 content_length,
-            } => {
-                node.with_record(|r| {
-                    r.http.get_or_insert_with(Http::default).response = Some(HttpResponse {
-                        status,
-                        content_length,
-                    });
-                });
-                if let Some(kind) = ErrorKind::for_status(status) {
-                    node.add_exceptions(Vec::new(), kind);
-                }
-            }
+            } => super::record_response(node, status, content_length),
             Outcome::Failed(mut exceptions) => {
                 for e in &mut exceptions {
                     e.remote = true;
@@ -146,17 +136,6 @@ impl<T: CallOutput> OnComplete<T> for RecordOutcome {
             }
         }
     }
-}
-
-/// `Content-Length`, when the response says it.
-pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]
@@ -186,15 +165,5 @@ mod tests {
             ..target(None, None)
         };
         assert_eq!(root.url(false), "https://api.example.com/");
-    }
-
-    #[test]
-    fn content_length_is_read_when_it_is_a_number() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(content_length(&h), None);
-        h.insert(http::header::CONTENT_LENGTH, "42".parse().unwrap());
-        assert_eq!(content_length(&h), Some(42));
-        h.insert(http::header::CONTENT_LENGTH, "many".parse().unwrap());
-        assert_eq!(content_length(&h), None);
     }
 }

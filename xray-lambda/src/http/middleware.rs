@@ -6,7 +6,8 @@ use reqwest_middleware::{Middleware, Next};
 use crate::context::Scope;
 use crate::exception;
 
-use super::call::{content_length, CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
+use super::call::{CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
+use super::content_length;
 
 /// `reqwest-middleware` middleware recording each request as a subsegment and sending
 /// the trace header with it. Feature `reqwest`.

@@ -9,7 +9,8 @@ use lambda_runtime::tower::{Layer, Service};
 use crate::context::Scope;
 use crate::exception;
 
-use super::call::{content_length, CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
+use super::call::{CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
+use super::content_length;
 
 /// A tower layer for any `Service<http::Request<B>, Response = http::Response<R>>` HTTP
 /// client (hyper-util's, say), recording each request as a subsegment and sending the

@@ -104,6 +104,7 @@ impl Shared {
                 self.settings.streaming_threshold,
             ),
             self.settings.names.handler.clone().into(),
+            None,
         );
         self.annotate(handler.as_deref(), cold);
         Opened::node_or_current(handler)
