@@ -117,7 +117,8 @@ impl Daemon {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -126,7 +127,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts a server with [`spawn`] and waits until it listens on `port`.
-fn start_server(command: &mut Command, port: u16) -> Process {
+pub fn start_server(command: &mut Command, port: u16) -> Process {
     let process = spawn(command);
     let deadline = Instant::now() + Duration::from_secs(60);
     // A TCP connect, not an HTTP request: the emulator counts any request outside
@@ -749,6 +750,12 @@ pub async fn create_table_and_bucket(
     table: &str,
     bucket: &str,
 ) {
+    create_table(dynamodb, table, "userId").await;
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+}
+
+/// Creates an on-demand table with the string hash key `key`.
+pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, key: &str) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
@@ -758,14 +765,14 @@ pub async fn create_table_and_bucket(
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("userId")
+                .attribute_name(key)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .unwrap(),
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("userId")
+                .attribute_name(key)
                 .key_type(KeyType::Hash)
                 .build()
                 .unwrap(),
@@ -773,5 +780,65 @@ pub async fn create_table_and_bucket(
         .send()
         .await
         .unwrap();
-    s3.create_bucket().bucket(bucket).send().await.unwrap();
+}
+
+/// The daemon's sampling API (`POST /GetSamplingRules`, `POST /SamplingTargets`) on a
+/// loopback TCP port: `rules` for every rules call, `targets` for every targets call;
+/// every call is kept, in order, as `(path, body)`.
+#[derive(Debug)]
+pub struct SamplingApi {
+    pub addr: SocketAddr,
+    calls: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl SamplingApi {
+    pub fn start(rules: Value, targets: Value) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let seen = calls.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let Ok(Some(request)) = HttpRequest::read(&mut reader) else {
+                    continue;
+                };
+                let path = request.path().to_owned();
+                let body = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                let answer = match path.as_str() {
+                    "/GetSamplingRules" => rules.to_string(),
+                    "/SamplingTargets" => targets.to_string(),
+                    _ => "{}".to_owned(),
+                };
+                seen.lock().unwrap().push((path, body));
+                let mut out = stream;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        SamplingApi { addr, calls }
+    }
+
+    /// The bodies of the calls to `path` so far.
+    pub fn calls(&self, path: &str) -> Vec<Value> {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// Waits until `n` calls to `path` were made (or a timeout), giving their bodies.
+    pub fn wait_for(&self, path: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.calls(path).len() < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.calls(path)
+    }
 }
