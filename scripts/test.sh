@@ -21,6 +21,8 @@ done
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 .venv/bin/python scripts/check-msrv.py
 cargo test --workspace
+# The server-side demo runs as the README says.
+./scripts/demo-orders.sh >/dev/null
 ./scripts/package-test.sh
 # xray-local installs as the README says (debug: reuses this run's build).
 install_root=$(mktemp -d)

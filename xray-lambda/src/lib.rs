@@ -55,6 +55,9 @@
 //!     xray_lambda::run(service_fn(handler)).await
 //! }
 //! ```
+//!
+//! Services outside Lambda (axum, tonic, hyper) get a segment per request, sampled by
+//! X-Ray's rules, from `http::XRayServerLayer` (feature `http-server`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

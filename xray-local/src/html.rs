@@ -54,8 +54,8 @@ fn row(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
         None => {
             let _ = write!(
                 out,
-                "<div class=\"row\"><div class=\"name placeholder\" style=\"padding-left:{pad}px\">function segment {} (recorded by Lambda)</div></div>",
-                escape(node.placeholder_id.unwrap_or("?"))
+                "<div class=\"row\"><div class=\"name placeholder\" style=\"padding-left:{pad}px\">{}</div></div>",
+                escape(&node.placeholder_label())
             );
         }
         Some(s) => {

@@ -30,11 +30,7 @@ fn line(out: &mut String, node: &Node<'_>, depth: usize, t0: f64, total: f64) {
     let indent = "  ".repeat(depth);
     match node.span {
         None => {
-            let _ = writeln!(
-                out,
-                "{indent}[function segment {}, recorded by Lambda]",
-                node.placeholder_id.unwrap_or("?")
-            );
+            let _ = writeln!(out, "{indent}[{}]", node.placeholder_label());
         }
         Some(s) => {
             let offset = (((s.start - t0) / total) * BAR as f64).round() as usize;
@@ -100,7 +96,7 @@ mod tests {
     fn nested_lines_with_bars_and_flags() {
         let t = group(vec![
             json!({"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "a000000000000001", "parent_id": "f000000000000000",
-                   "name": "## fn", "start_time": 1.0, "end_time": 1.1, "annotations": {"ColdStart": true}}),
+                   "type": "subsegment", "name": "## fn", "start_time": 1.0, "end_time": 1.1, "annotations": {"ColdStart": true}}),
             json!({"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "b000000000000002", "parent_id": "a000000000000001",
                    "name": "DynamoDB", "start_time": 1.05, "end_time": 1.1, "error": true, "aws": {"operation": "PutItem"},
                    "cause": {"exceptions": [{"id": "c000000000000003", "type": "ResourceNotFoundException", "message": "gone"}]}}),
@@ -123,5 +119,19 @@ mod tests {
         // The child's bar starts halfway along.
         let bar = lines[3].split('|').nth(1).unwrap();
         assert_eq!(bar.chars().take_while(|c| *c == ' ').count(), 20);
+    }
+
+    #[test]
+    fn a_segment_continuing_a_callers_trace_hangs_under_the_caller() {
+        let t = group(vec![json!({
+            "trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "a000000000000001",
+            "parent_id": "53995c3f42cd8ad8", "name": "orders", "start_time": 1.0, "end_time": 1.1
+        })])
+        .remove(0);
+        let text = render(&t);
+        assert!(
+            text.contains("[caller's segment 53995c3f42cd8ad8, not received]"),
+            "{text}"
+        );
     }
 }

@@ -46,6 +46,25 @@ pub struct Node<'a> {
     pub children: Vec<Node<'a>>,
 }
 
+impl Node<'_> {
+    /// What the missing parent of a placeholder is: a segment of the caller when its
+    /// children are segments (a service that continued the caller's trace), else
+    /// Lambda's function segment.
+    pub fn placeholder_label(&self) -> String {
+        let id = self.placeholder_id.unwrap_or("?");
+        let segments = self
+            .children
+            .iter()
+            .filter_map(|c| c.span)
+            .any(|s| s.doc.get("type").is_none());
+        if segments {
+            format!("caller's segment {id}, not received")
+        } else {
+            format!("function segment {id}, recorded by Lambda")
+        }
+    }
+}
+
 /// All the spans of one trace.
 #[derive(Debug)]
 pub struct Trace {

@@ -648,6 +648,30 @@ mod tests {
     }
 
     #[test]
+    fn newer_rules_are_fetched_when_the_targets_say_so_and_stale_rules_are_dropped() {
+        let rules = json!({"SamplingRuleRecords": [rule("Default", 10000, "*", "*", 1.0)]});
+        let targets = vec![json!({"SamplingTargetDocuments": [
+            {"RuleName": "Default", "FixedRate": 1.0, "Interval": 1}
+        ], "LastRuleModification": 2.0e9})];
+        let (addr, rx) = daemon(rules, targets);
+        let c = Centralized::start(addr);
+        next_call(&rx, "/GetSamplingRules");
+        next_call(&rx, "/SamplingTargets");
+        // Modified after the rules in hand: asked for again at once, not in 5 minutes.
+        next_call(&rx, "/GetSamplingRules");
+        assert_eq!(c.decide(&request("GET", "/")), Some(true));
+        let long_ago = Instant::now().checked_sub(RULES_TTL + Duration::from_secs(1));
+        if let Some(at) = long_ago {
+            c.rules.write().unwrap().fetched = Some(at);
+            assert_eq!(
+                c.decide(&request("GET", "/")),
+                None,
+                "rules an hour old are not used"
+            );
+        }
+    }
+
+    #[test]
     fn without_a_daemon_there_is_no_decision_here() {
         let closed = TcpListener::bind("127.0.0.1:0")
             .unwrap()
