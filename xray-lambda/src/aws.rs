@@ -40,7 +40,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::context::{self, Context, Node};
+use crate::context::{self, Node};
 use crate::document::{self, Http, AWS_NAMESPACE};
 use crate::exception;
 use crate::ErrorKind;
@@ -160,21 +160,18 @@ impl Intercept for XRayInterceptor {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(Context::Node(current)) = context::current() else {
-            return Ok(());
-        };
         if cfg.load::<Call>().is_some() {
             // Registered twice (on the client and on the call): one subsegment is enough.
             return Ok(());
         }
         // The operation's metadata is not in the bag yet: `identify` names the
         // subsegment once it is.
-        let node = Node::child(&current, UNKNOWN_SERVICE.into(), false);
-        let header = node
-            .as_ref()
-            .unwrap_or(&current)
-            .outgoing_header()
-            .to_wire();
+        let Some((node, header)) =
+            context::current().and_then(|c| c.begin_call(|| UNKNOWN_SERVICE.into()))
+        else {
+            return Ok(());
+        };
+        let header = header.to_wire();
         if let Some(n) = &node {
             n.with_record(|r| {
                 r.namespace = Some(AWS_NAMESPACE);

@@ -203,6 +203,16 @@ impl TraceHeader {
         &self.extra
     }
 
+    /// [`Self::with_parent`], reusing this header's fields rather than copying them.
+    #[cfg(feature = "http-server")]
+    pub(crate) fn passed_on(self, parent: SegmentId, sampling: Sampling) -> Self {
+        TraceHeader {
+            parent: Some(parent),
+            sampling,
+            ..self
+        }
+    }
+
     pub(crate) fn from_parts(
         root: TraceId,
         parent: Option<SegmentId>,

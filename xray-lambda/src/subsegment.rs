@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config;
-use crate::context::{self, Context, Node, Previous, Recording};
+use crate::context::{self, Node, Previous, Recording};
 use crate::document::{AnnotationValue, ErrorKind, DEFAULT_NAMESPACE};
 use crate::exception;
 use crate::header::TraceHeader;
@@ -264,10 +264,7 @@ pub fn record_error<E: Error + ?Sized>(err: &E) {
 /// disabled, no usable daemon), give `Parent` = the function segment with Lambda's
 /// sampling decision. `None` outside any trace.
 pub fn current_trace_header() -> Option<TraceHeader> {
-    match context::current()? {
-        Context::Node(n) => Some(n.outgoing_header()),
-        Context::Untraced => None,
-    }
+    context::current()?.outgoing_header()
 }
 
 /// The id of the trace code running now belongs to (`1-5759e988-bd862e3fe1be46a994272793`),
@@ -281,10 +278,7 @@ pub fn current_trace_header() -> Option<TraceHeader> {
 /// }
 /// ```
 pub fn current_trace_id() -> Option<crate::TraceId> {
-    match context::current()? {
-        Context::Node(n) => Some(n.trace().root()),
-        Context::Untraced => None,
-    }
+    context::current()?.trace_id()
 }
 
 #[cfg(test)]

@@ -195,3 +195,69 @@ fn without_a_sampled_trace_spans_cost_the_layer_no_allocation() {
     );
     assert_eq!(unsampled, alone, "unsampled");
 }
+
+/// Allocations of serving `request()` through `svc`, after a warm-up.
+#[cfg(feature = "http-server")]
+fn allocations_of_serving<S>(mut svc: S, request: impl Fn() -> http::Request<()>) -> u64
+where
+    S: Service<http::Request<()>, Response = http::Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    poll_once(svc.call(request())).unwrap();
+    let req = request();
+    let before = allocations();
+    let response = poll_once(svc.call(req)).unwrap();
+    let n = allocations() - before;
+    drop(response);
+    n
+}
+
+/// An unsampled request through `XRayServerLayer` allocates nothing for its trace: only
+/// the `X-Amzn-Trace-Id` value of its response (and the response's header map, which
+/// here had none before).
+#[cfg(feature = "http-server")]
+#[test]
+fn an_unsampled_request_allocates_only_its_response_header() {
+    let handler = || {
+        service_fn(|_req: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        })
+    };
+    let never = xray_lambda::http::SamplingRules::from_json(
+        r#"{"version": 2, "default": {"fixed_target": 0, "rate": 0}}"#,
+    )
+    .unwrap();
+    let layer = xray_lambda::http::XRayServerLayer::new("orders")
+        .centralized_sampling(false)
+        .daemon_address("127.0.0.1:9")
+        .sampling_rules(never);
+    let work = |req: http::Request<()>| async move {
+        // What a handler under an unsampled trace does: still no allocation.
+        poll_once(work());
+        let header = xray_lambda::current_trace_header();
+        assert!(header.is_some_and(|h| h.sampling() == xray_lambda::Sampling::NotSampled));
+        drop(req);
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    };
+    let plain = allocations_of_serving(handler(), http::Request::default);
+    let without_header =
+        allocations_of_serving(layer.layer(service_fn(work)), http::Request::default);
+    let caller = || {
+        http::Request::builder()
+            .header(
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+            )
+            .body(())
+            .unwrap()
+    };
+    let from_caller = allocations_of_serving(layer.layer(service_fn(work)), caller);
+    // The header value, and the empty header map's first insert (its index and entries).
+    let response_header = 3;
+    assert_eq!(without_header, plain + response_header, "decided here");
+    assert_eq!(
+        from_caller,
+        plain + response_header,
+        "decided by the caller"
+    );
+}

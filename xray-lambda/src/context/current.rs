@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 use super::node::Node;
 use super::trace::note_current;
+#[cfg(any(feature = "aws-sdk", feature = "__http-client"))]
+use crate::document::Name;
+use crate::header::TraceHeader;
+use crate::id::TraceId;
 
 /// What code running now works under.
 #[derive(Clone, Debug)]
@@ -27,9 +31,55 @@ pub(crate) enum Context {
     Untraced,
     /// Under this node of a trace.
     Node(Arc<Node>),
+    /// Inside a trace that is passed on but not recorded here (a request served
+    /// outside Lambda that is not sampled): only the header calls made now carry. Kept
+    /// inline, so such a request costs no allocation for its context.
+    #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+    Passed(TraceHeader),
 }
 
 impl Context {
+    /// The header a call to another service made now carries; `None` outside a trace.
+    pub(crate) fn outgoing_header(&self) -> Option<TraceHeader> {
+        match self {
+            Context::Node(n) => Some(n.outgoing_header()),
+            Context::Passed(h) => Some(h.clone()),
+            Context::Untraced => None,
+        }
+    }
+
+    /// The trace code running now belongs to.
+    pub(crate) fn trace_id(&self) -> Option<TraceId> {
+        match self {
+            Context::Node(n) => Some(n.trace().root()),
+            Context::Passed(h) => Some(h.root()),
+            Context::Untraced => None,
+        }
+    }
+
+    /// Starts a call to another service: its subsegment, named by `name`, when the
+    /// trace records, and the header to send with it (naming that subsegment as the
+    /// parent). `None` outside a trace.
+    #[cfg(any(feature = "aws-sdk", feature = "__http-client"))]
+    pub(crate) fn begin_call(
+        &self,
+        name: impl FnOnce() -> Name,
+    ) -> Option<(Option<Arc<Node>>, TraceHeader)> {
+        match self {
+            Context::Node(at) => {
+                let node = at
+                    .trace()
+                    .is_recording()
+                    .then(|| Node::child(at, name(), false))
+                    .flatten();
+                let header = node.as_ref().unwrap_or(at).outgoing_header();
+                Some((node, header))
+            }
+            Context::Passed(h) => Some((None, h.clone())),
+            Context::Untraced => None,
+        }
+    }
+
     /// The context with an ended node replaced by its nearest open ancestor.
     fn settled(self) -> Self {
         match self {

@@ -104,12 +104,6 @@ impl Trace {
         self.root
     }
 
-    /// The sampling decision the trace propagates.
-    #[cfg(feature = "http-server")]
-    pub(crate) fn is_sampled(&self) -> bool {
-        self.sampled
-    }
-
     /// Whether documents are recorded and sent.
     pub(crate) fn is_recording(&self) -> bool {
         self.emitter.is_some()

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::context::{self, Context, Node, OnComplete, Opened};
+use crate::context::{self, Node, OnComplete, Opened};
 use crate::document::{ErrorKind, Exception, Http, HttpRequest, REMOTE_NAMESPACE};
 use crate::glob;
 
@@ -63,8 +63,7 @@ impl ClientSettings {
         target: &Target<'_>,
         headers: &mut http::HeaderMap,
     ) -> Opened {
-        let current = context::current();
-        let Some(Context::Node(at)) = &current else {
+        let Some(current) = context::current() else {
             return Opened::node_or_current(None);
         };
         if self
@@ -74,12 +73,9 @@ impl ClientSettings {
         {
             return Opened::node_or_current(None);
         }
-        let node = at
-            .trace()
-            .is_recording()
-            .then(|| Node::child(at, Cow::Owned(target.host.to_owned()), false))
-            .flatten();
-        let header = node.as_ref().unwrap_or(at).outgoing_header();
+        let Some((node, header)) = current.begin_call(|| Cow::Owned(target.host.to_owned())) else {
+            return Opened::node_or_current(None);
+        };
         if let Ok(value) = http::HeaderValue::try_from(header.to_wire()) {
             headers.insert(TRACE_HEADER, value);
         }

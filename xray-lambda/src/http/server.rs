@@ -252,8 +252,13 @@ impl Shared {
 }
 
 impl Active {
-    /// The trace a request runs under, and the segment that records it (when sampled).
-    fn begin<B>(&self, req: &http::Request<B>) -> (Arc<Trace>, Option<Arc<Node>>, SegmentId) {
+    /// The context a request runs under, the segment that records it (when sampled),
+    /// and the header its response carries. An unsampled request only passes its trace
+    /// on: nothing is allocated for it.
+    fn begin<B>(
+        &self,
+        req: &http::Request<B>,
+    ) -> (TraceContext, Option<Arc<Node>>, Option<http::HeaderValue>) {
         let incoming = req
             .headers()
             .get(&TRACE_HEADER)
@@ -280,30 +285,43 @@ impl Active {
                 service_type: origin.map_or("", |o| o.service_type()),
             }),
         };
-        let (root, caller, extra) = match &incoming {
-            Some(h) => (h.root(), h.parent(), h.extra()),
-            None => (TraceId::new(), None, ""),
+        let incoming =
+            incoming.unwrap_or_else(|| TraceHeader::new(TraceId::new(), None, Sampling::Requested));
+        let response = response_header(incoming.root(), sampled);
+        let segment = match &self.emitter {
+            Some(emitter) if sampled => {
+                let trace = Trace::new(
+                    incoming.root(),
+                    incoming.extra(),
+                    true,
+                    Some(emitter.clone()),
+                    self.streaming_threshold,
+                );
+                Node::segment(trace, Cow::Owned(self.name.clone()), incoming.parent())
+            }
+            _ => None,
         };
-        let trace = Trace::new(
-            root,
-            extra,
-            sampled,
-            self.emitter.clone(),
-            self.streaming_threshold,
-        );
-        let segment = Node::segment(trace.clone(), Cow::Owned(self.name.clone()), caller);
-        if let Some(s) = &segment {
-            let peer = (self.peer_ip)(req.extensions());
-            let request = incoming::describe(req, peer);
-            s.with_record(|r| {
-                r.http = Some(Http {
-                    request: Some(request),
-                    response: None,
-                });
-                r.origin = origin.cloned();
+        let Some(segment) = segment else {
+            // Passed on as it came (a new trace without a header), under the caller.
+            let sampling = if sampled {
+                Sampling::Sampled
+            } else {
+                Sampling::NotSampled
+            };
+            let parent = incoming.parent().unwrap_or_else(SegmentId::random);
+            let passed = incoming.passed_on(parent, sampling);
+            return (TraceContext::Passed(passed), None, response);
+        };
+        let peer = (self.peer_ip)(req.extensions());
+        let request = incoming::describe(req, peer);
+        segment.with_record(|r| {
+            r.http = Some(Http {
+                request: Some(request),
+                response: None,
             });
-        }
-        (trace, segment, caller.unwrap_or_else(SegmentId::random))
+            r.origin = origin.cloned();
+        });
+        (TraceContext::Node(segment.clone()), Some(segment), response)
     }
 }
 
@@ -365,12 +383,7 @@ where
                 },
             };
         };
-        let (trace, segment, caller) = active.begin(&req);
-        let response_header = response_header(trace.root(), trace.is_sampled());
-        let context = match &segment {
-            Some(s) => TraceContext::Node(s.clone()),
-            None => TraceContext::Node(Node::facade(trace, caller)),
-        };
+        let (context, segment, response_header) = active.begin(&req);
         #[cfg(feature = "tracing-layer")]
         if let Some(s) = &segment {
             crate::tracing_layer::bind_current_span(s);
