@@ -201,6 +201,54 @@ fn tracing_layer(c: &mut Criterion) {
     }
 }
 
+/// Polls a future that never waits.
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the handler never waits"),
+    }
+}
+
+/// An incoming request outside Lambda: a handler answering at once, bare and under
+/// `XRayServerLayer` (the default rule's decision replaced by a fixed rate).
+fn server_requests(c: &mut Criterion) {
+    use lambda_runtime::tower::{service_fn, Layer, Service};
+    use xray_lambda::http::{SamplingRules, XRayServerLayer};
+
+    let sink = Sink::start().unwrap_or_else(|e| panic!("UDP sink: {e}"));
+    let handler = || {
+        service_fn(|_req: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        })
+    };
+    let layer = |rate: f64| {
+        let rules =
+            format!(r#"{{"version": 2, "default": {{"fixed_target": 0, "rate": {rate}}}}}"#);
+        XRayServerLayer::new("bench")
+            .centralized_sampling(false)
+            .daemon_address(&sink.address)
+            .sampling_rules(SamplingRules::from_json(&rules).unwrap())
+    };
+    let mut bare = handler();
+    c.bench_function("incoming request: bare handler", |b| {
+        b.iter(|| ready(bare.call(http::Request::new(()))).unwrap())
+    });
+    for (name, rate) in [
+        ("incoming request: XRayServerLayer, unsampled", 0.0),
+        (
+            "incoming request: XRayServerLayer, sampled (segment sent)",
+            1.0,
+        ),
+    ] {
+        let mut svc = layer(rate).layer(handler());
+        c.bench_function(name, |b| {
+            b.iter(|| ready(svc.call(http::Request::new(()))).unwrap())
+        });
+    }
+}
+
 criterion_group!(
     benches,
     subsegments,
@@ -208,6 +256,7 @@ criterion_group!(
     invocation,
     interceptor,
     http_requests,
-    tracing_layer
+    tracing_layer,
+    server_requests
 );
 criterion_main!(benches);
