@@ -252,7 +252,7 @@ impl Intercept for XRayInterceptor {
                 }
             }
             if let Some(resp) = response {
-                r.http = Some(Http {
+                r.http = Some(Box::new(Http {
                     request: None,
                     response: Some(document::HttpResponse {
                         status: resp.status().as_u16(),
@@ -261,7 +261,7 @@ impl Intercept for XRayInterceptor {
                             .get("content-length")
                             .and_then(|v| v.parse().ok()),
                     }),
-                });
+                }));
             }
         });
         match (response, context.output_or_error()) {

@@ -180,9 +180,9 @@ impl Trace {
                 timeout_message(now.saturating_duration_since(node.started), left),
                 None,
             );
-            match &mut record.cause {
+            match record.cause.as_deref_mut() {
                 Some(Cause::Exceptions { exceptions, .. }) => exceptions.push(timeout),
-                cause => *cause = Some(Cause::exceptions(vec![timeout])),
+                _ => record.cause = Some(Box::new(Cause::exceptions(vec![timeout]))),
             }
             record.note_incomplete(ENDED_BY_DEADLINE);
             match node.parent.as_ref().filter(|p| p.is_recording()) {

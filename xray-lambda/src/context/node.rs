@@ -338,7 +338,7 @@ impl Node {
         if let Some(r) = state.record.as_mut() {
             kind.set_flags(r);
             match from_child {
-                Some(id) if r.cause.is_none() => r.cause = Some(Cause::Ref(id)),
+                Some(id) if r.cause.is_none() => r.cause = Some(Box::new(Cause::Ref(id))),
                 Some(_) => {}
                 None => r.add_exceptions(exceptions),
             }
@@ -369,7 +369,7 @@ impl Node {
         self.with_record(|r| {
             r.fault = true;
             if r.cause.is_none() {
-                r.cause = Some(cause);
+                r.cause = Some(Box::new(cause));
             }
         });
         if let Some(parent) = &self.parent {
@@ -505,6 +505,7 @@ mod tests {
                 .unwrap()
                 .cause
                 .clone()
+                .map(|c| *c)
                 .unwrap()
         };
         // The first errors are referred to by id; those past the bound are recorded again.

@@ -655,7 +655,7 @@ mod tests {
         (r.error, r.throttle, r.fault) = (true, true, true);
         r.annotations.insert("k", "v \"quoted\"".into());
         r.add_exceptions(vec![exception("E".into(), "m".into())]);
-        r.http = Some(Http {
+        r.http = Some(Box::new(Http {
             request: Some(HttpRequest {
                 method: "GET".into(),
                 url: "http://h/\"q\"".into(),
@@ -665,7 +665,7 @@ mod tests {
                 status: 429,
                 content_length: Some(3),
             }),
-        });
+        }));
         r.aws = Some(Box::new(Aws {
             operation: "PutItem".into(),
             ..Aws::default()
@@ -695,7 +695,7 @@ mod tests {
         r.kind = Kind::Segment;
         r.parent_id = None;
         let long = "é".repeat(300);
-        r.http = Some(Http {
+        r.http = Some(Box::new(Http {
             request: Some(HttpRequest {
                 method: "POST".into(),
                 url: format!("http://h/{long}"),
@@ -704,7 +704,7 @@ mod tests {
                 x_forwarded_for: true,
             }),
             response: None,
-        });
+        }));
         r.origin = Some(std::sync::Arc::new(Origin::new(&Platform::Ecs {
             container: Some("web".into()),
             container_id: Some("abc".into()),

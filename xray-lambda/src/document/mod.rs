@@ -622,10 +622,12 @@ pub(crate) struct Record {
     pub error: bool,
     pub throttle: bool,
     pub fault: bool,
-    pub cause: Option<Cause>,
+    /// Boxed, as `http`.
+    pub cause: Option<Box<Cause>>,
     pub annotations: Annotations,
     pub metadata: Metadata,
-    pub http: Option<Http>,
+    /// Boxed: most subsegments have none, and a smaller record is cheaper to move.
+    pub http: Option<Box<Http>>,
     /// Boxed: only AWS calls have it, and a smaller record is cheaper to move.
     pub aws: Option<Box<Aws>>,
     /// Boxed: only database queries have it.
@@ -667,9 +669,9 @@ impl Record {
 
     /// Adds exceptions to the document's own cause (replacing a reference to a child's).
     pub(crate) fn add_exceptions(&mut self, new: Vec<Exception>) {
-        match &mut self.cause {
+        match self.cause.as_deref_mut() {
             Some(Cause::Exceptions { exceptions, .. }) => exceptions.extend(new),
-            _ => self.cause = Some(Cause::exceptions(new)),
+            _ => self.cause = Some(Box::new(Cause::exceptions(new))),
         }
     }
 

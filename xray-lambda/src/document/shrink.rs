@@ -65,7 +65,7 @@ fn cut(s: &mut String, max: usize) -> bool {
 
 impl Record {
     fn exceptions_mut(&mut self) -> &mut [Exception] {
-        match &mut self.cause {
+        match self.cause.as_deref_mut() {
             Some(Cause::Exceptions { exceptions, .. }) => exceptions,
             _ => &mut [],
         }
@@ -122,7 +122,7 @@ impl Record {
                 }
                 changed
             }
-            Shrink::Exceptions => match &mut self.cause {
+            Shrink::Exceptions => match self.cause.as_deref_mut() {
                 Some(Cause::Exceptions { exceptions, .. }) if exceptions.len() > 1 => {
                     exceptions.truncate(1);
                     exceptions[0].cause = None;
@@ -184,7 +184,7 @@ mod tests {
             v,
             serde_json::json!({"xray_lambda": {"truncated": ["metadata", "stacks", "messages"]}})
         );
-        let Some(Cause::Exceptions { exceptions, .. }) = &r.cause else {
+        let Some(Cause::Exceptions { exceptions, .. }) = r.cause.as_deref() else {
             panic!("exceptions kept")
         };
         assert_eq!(exceptions[0].truncated, Some(1));

@@ -83,14 +83,14 @@ impl ClientSettings {
             let url = target.url(self.with_query);
             node.with_record(|r| {
                 r.namespace = Some(REMOTE_NAMESPACE);
-                r.http = Some(Http {
+                r.http = Some(Box::new(Http {
                     request: Some(HttpRequest {
                         method: method.as_str().to_owned(),
                         url,
                         ..HttpRequest::default()
                     }),
                     response: None,
-                });
+                }));
             });
         }
         Opened::node_or_current(node)

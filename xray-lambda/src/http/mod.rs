@@ -76,7 +76,7 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 /// flags its status calls for.
 fn record_response(node: &Node, status: u16, content_length: Option<u64>) {
     node.with_record(|r| {
-        r.http.get_or_insert_with(Http::default).response = Some(HttpResponse {
+        r.http.get_or_insert_with(Box::default).response = Some(HttpResponse {
             status,
             content_length,
         });

@@ -315,10 +315,10 @@ impl Active {
         let peer = (self.peer_ip)(req.extensions());
         let request = incoming::describe(req, peer);
         segment.with_record(|r| {
-            r.http = Some(Http {
+            r.http = Some(Box::new(Http {
                 request: Some(request),
                 response: None,
-            });
+            }));
             r.origin = origin.cloned();
         });
         (TraceContext::Node(segment.clone()), Some(segment), response)
