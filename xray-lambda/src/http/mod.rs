@@ -56,7 +56,7 @@ pub use server::{ServerFuture, XRayServerLayer, XRayServerService};
 pub use tower::{ResponseFuture, XRayClientLayer, XRayClientService};
 
 use crate::context::Node;
-use crate::document::{ErrorKind, Http, HttpResponse};
+use crate::document::{ErrorKind, HttpResponse};
 
 /// The header the trace travels in.
 const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");

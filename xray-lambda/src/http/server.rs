@@ -234,14 +234,10 @@ impl Shared {
             .ok()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| c.name.clone());
-        let local = c
-            .rules
-            .clone()
-            .unwrap_or_else(|| Arc::new(SamplingRules::default()));
         Shared {
             active: Some(Active {
                 name,
-                sampler: Sampler::new(local, tcp.filter(|_| c.centralized)),
+                sampler: Sampler::new(c.rules.clone(), tcp.filter(|_| c.centralized)),
                 emitter,
                 origin: platform::detect(platform::Sources::from_env(c.ec2)),
                 peer_ip: c.peer_ip,
