@@ -109,5 +109,13 @@ async fn the_environment_names_segments_and_chooses_the_rules_file() {
         "{}",
         errors[0]
     );
+    // With rules in code, those are used instead.
+    let segment = serve(layer().sampling_rules_file(&all).unwrap(), &daemon).await;
+    assert!(segment.is_some(), "the rules in code sample everything");
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("sampling by the rules given in code"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

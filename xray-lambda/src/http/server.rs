@@ -101,24 +101,14 @@ impl Debug for XRayServerLayer {
 
 impl XRayServerLayer {
     /// Segments named `name` (unless `AWS_XRAY_TRACING_NAME` is set), sampled by the
-    /// rules file `XRAY_LAMBDA_SAMPLING_RULES` names if it is set (a file that cannot be
-    /// used is logged as an error, and the default rule used), else by X-Ray's default
-    /// rule, and by the console's rules whenever the daemon serves them.
+    /// rules file `XRAY_LAMBDA_SAMPLING_RULES` names if it is set, else by X-Ray's
+    /// default rule, and by the console's rules whenever the daemon serves them. The
+    /// environment is read when the layer first wraps a service.
     pub fn new(name: impl Into<String>) -> Self {
-        let rules = std::env::var(ENV_SAMPLING_RULES)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .and_then(|path| match SamplingRules::from_path(&path) {
-                Ok(rules) => Some(Arc::new(rules)),
-                Err(e) => {
-                    tracing::error!("{e}; sampling by X-Ray's default rule");
-                    None
-                }
-            });
         XRayServerLayer {
             config: Config {
                 name: name.into(),
-                rules,
+                rules: None,
                 centralized: true,
                 daemon: None,
                 ec2: false,
@@ -144,10 +134,6 @@ impl XRayServerLayer {
 
     /// Samples by `rules`, unless `XRAY_LAMBDA_SAMPLING_RULES` names a rules file.
     pub fn sampling_rules(self, rules: SamplingRules) -> Self {
-        let from_env = std::env::var_os(ENV_SAMPLING_RULES).is_some_and(|v| !v.is_empty());
-        if from_env && self.config.rules.is_some() {
-            return self;
-        }
         self.with(|c| c.rules = Some(Arc::new(rules)))
     }
 
@@ -237,7 +223,7 @@ impl Shared {
         Shared {
             active: Some(Active {
                 name,
-                sampler: Sampler::new(c.rules.clone(), tcp.filter(|_| c.centralized)),
+                sampler: Sampler::new(rules_from_env(c), tcp.filter(|_| c.centralized)),
                 emitter,
                 origin: platform::detect(platform::Sources::from_env(c.ec2)),
                 peer_ip: c.peer_ip,
@@ -318,6 +304,28 @@ impl Active {
             r.origin = origin.cloned();
         });
         (TraceContext::Node(segment.clone()), Some(segment), response)
+    }
+}
+
+/// The rules file `XRAY_LAMBDA_SAMPLING_RULES` names, over the rules given in code; a
+/// file that cannot be used is logged as an error, and the rules in code (else the
+/// default rule) used.
+fn rules_from_env(c: &Config) -> Option<Arc<SamplingRules>> {
+    let path = std::env::var_os(ENV_SAMPLING_RULES).filter(|p| !p.is_empty());
+    let Some(path) = path else {
+        return c.rules.clone();
+    };
+    match SamplingRules::from_path(&path) {
+        Ok(rules) => Some(Arc::new(rules)),
+        Err(e) => {
+            let instead = if c.rules.is_some() {
+                "the rules given in code"
+            } else {
+                "X-Ray's default rule"
+            };
+            tracing::error!("{e}; sampling by {instead}");
+            c.rules.clone()
+        }
     }
 }
 
