@@ -366,6 +366,17 @@ fn jitter(ms: u64) -> Duration {
     Duration::from_millis(crate::id::next_random() % ms.max(1))
 }
 
+/// A time in epoch seconds, as the API sends it (a number); anything else is left out
+/// rather than failing the whole answer.
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    })
+}
+
 #[derive(Serialize)]
 struct RulesRequest<'a> {
     #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
@@ -384,7 +395,7 @@ struct RulesPage {
 struct RuleRecord {
     #[serde(rename = "SamplingRule")]
     rule: ApiRule,
-    #[serde(rename = "ModifiedAt", default)]
+    #[serde(rename = "ModifiedAt", default, deserialize_with = "seconds")]
     modified_at: Option<f64>,
 }
 
@@ -437,7 +448,7 @@ struct Statistics<'a> {
 struct TargetsResponse {
     #[serde(rename = "SamplingTargetDocuments", default)]
     documents: Vec<Target>,
-    #[serde(rename = "LastRuleModification", default)]
+    #[serde(rename = "LastRuleModification", default, deserialize_with = "seconds")]
     last_rule_modification: Option<f64>,
 }
 
@@ -450,7 +461,7 @@ struct Target {
     fixed_rate: Option<f64>,
     #[serde(default)]
     reservoir_quota: Option<u64>,
-    #[serde(rename = "ReservoirQuotaTTL", default)]
+    #[serde(rename = "ReservoirQuotaTTL", default, deserialize_with = "seconds")]
     reservoir_quota_ttl: Option<f64>,
     #[serde(default)]
     interval: Option<u64>,
@@ -669,6 +680,25 @@ mod tests {
                 "rules an hour old are not used"
             );
         }
+    }
+
+    #[test]
+    fn times_the_api_might_send_otherwise_do_not_fail_the_answer() {
+        let targets: TargetsResponse = serde_json::from_value(json!({
+            "SamplingTargetDocuments": [
+                {"RuleName": "a", "ReservoirQuota": 2, "ReservoirQuotaTTL": "1800000000"},
+                {"RuleName": "b", "ReservoirQuota": 2, "ReservoirQuotaTTL": "2027-01-01T00:00:00Z"}
+            ],
+            "LastRuleModification": null
+        }))
+        .unwrap();
+        let ttl: Vec<Option<f64>> = targets
+            .documents
+            .iter()
+            .map(|t| t.reservoir_quota_ttl)
+            .collect();
+        assert_eq!(ttl, [Some(1.8e9), None]);
+        assert_eq!(targets.last_rule_modification, None);
     }
 
     #[test]
