@@ -5,28 +5,34 @@
 # from their packages, xray-local's install, and `sam build` of the template.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each stage's time, so a slow CI run says where its time went.
+stage() { echo "=== [$((SECONDS / 60))m$((SECONDS % 60))s] $*" >&2; }
+stage setup
 SETUP_LINTERS=1 SETUP_BROWSER=1 . scripts/setup.sh
+stage fmt and clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The library's optional parts: none, each alone, all.
-for features in --no-default-features \
-  "--no-default-features --features macros" "--no-default-features --features aws-sdk" \
-  "--no-default-features --features tracing-layer" "--no-default-features --features reqwest" \
-  "--no-default-features --features http-client" "--no-default-features --features http-server" \
-  "--no-default-features --features concurrency-tokio" \
-  --all-features; do
-  # shellcheck disable=SC2086
-  cargo clippy -p xray-lambda --all-targets $features -- -D warnings
+# The library's optional parts: none and all with their tests, each alone (the library).
+for features in --no-default-features --all-features; do
+  cargo clippy -p xray-lambda --all-targets "$features" -- -D warnings
 done
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
+for feature in macros aws-sdk tracing-layer reqwest http-client http-server concurrency-tokio; do
+  cargo clippy -p xray-lambda --no-default-features --features "$feature" -- -D warnings
+done
+stage rustdoc and MSRV
+RUSTDOCFLAGS="-D warnings" cargo doc -p xray-lambda -p xray-macros -p xray-local --all-features --no-deps --quiet
 .venv/bin/python scripts/check-msrv.py
+stage tests
 cargo test --workspace
 # The server-side demo runs as the README says.
 ./scripts/demo-orders.sh >/dev/null
+stage packages
 ./scripts/package-test.sh
 # xray-local installs as the README says (debug: reuses this run's build).
 install_root=$(mktemp -d)
 CARGO_TARGET_DIR=target cargo install --quiet --path xray-local --debug --root "$install_root"
 "$install_root/bin/xray-local" --help >/dev/null
 rm -rf "$install_root"
+stage sam build
 ./scripts/sam-build-check.sh
+stage done
