@@ -117,8 +117,10 @@ pub(crate) fn send(
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    // One write: one segment on the wire for the small requests this sends.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request)?;
     let mut raw = Vec::new();
     stream.take(MAX_RESPONSE).read_to_end(&mut raw)?;
     parse_response(&raw)
@@ -189,10 +191,25 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let handle = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut buf = vec![0; 4096];
-            let n = s.read(&mut buf).unwrap();
+            // The whole request: its head, then the body its Content-Length announces.
+            let mut raw = Vec::new();
+            let mut buf = [0; 4096];
+            let request = loop {
+                let n = s.read(&mut buf).unwrap();
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.parse().unwrap());
+                    if body.len() >= length || n == 0 {
+                        break text;
+                    }
+                }
+            };
             s.write_all(response).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            request
         });
         (addr, handle)
     }
