@@ -5,26 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
+mod support;
+
 use std::net::UdpSocket;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lambda_runtime::tower::{service_fn, Layer, ServiceExt};
 use xray_lambda::http::{SamplingRules, XRayServerLayer};
-
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Serves one request without a trace header; gives the segment sent, if any.
 async fn serve(layer: XRayServerLayer, daemon: &UdpSocket) -> Option<serde_json::Value> {
@@ -40,15 +27,7 @@ async fn serve(layer: XRayServerLayer, daemon: &UdpSocket) -> Option<serde_json:
 
 #[tokio::test]
 async fn the_environment_names_segments_and_chooses_the_rules_file() {
-    let log = Log::default();
-    let writer = log.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let (logs, _guard) = support::Logs::capture();
     let daemon = UdpSocket::bind("127.0.0.1:0").unwrap();
     daemon
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -97,9 +76,8 @@ async fn the_environment_names_segments_and_chooses_the_rules_file() {
 
     std::env::set_var("XRAY_LAMBDA_SAMPLING_RULES", &broken);
     let _ = serve(layer(), &daemon).await;
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "{text}");
+    let errors = logs.matching("ERROR");
+    assert_eq!(errors.len(), 1, "{:#?}", logs.lines());
     assert!(
         errors[0].contains(&format!(
             "X-Ray sampling rules file {}, line 2 column",
@@ -112,10 +90,7 @@ async fn the_environment_names_segments_and_chooses_the_rules_file() {
     // With rules in code, those are used instead.
     let segment = serve(layer().sampling_rules_file(&all).unwrap(), &daemon).await;
     assert!(segment.is_some(), "the rules in code sample everything");
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        text.contains("sampling by the rules given in code"),
-        "{text}"
-    );
+    let fallback = logs.matching("sampling by the rules given in code");
+    assert_eq!(fallback.len(), 1, "{:#?}", logs.lines());
     std::fs::remove_dir_all(&dir).unwrap();
 }

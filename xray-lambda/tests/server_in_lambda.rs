@@ -4,38 +4,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
+mod support;
+
 use std::net::UdpSocket;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lambda_runtime::tower::{service_fn, Layer, ServiceExt};
 use xray_lambda::http::XRayServerLayer;
 
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn inside_lambda_requests_pass_through_with_one_warning() {
-    let log = Log::default();
-    let writer = log.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let (logs, _guard) = support::Logs::capture();
     // This binary has this one test: no other thread reads the environment meanwhile.
     std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "orders-function");
 
@@ -76,11 +55,7 @@ async fn inside_lambda_requests_pass_through_with_one_warning() {
     }
     let mut buf = [0u8; 100];
     assert!(daemon.recv(&mut buf).is_err(), "nothing was sent");
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    let warnings: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("XRayServerLayer inside a Lambda function"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{text}");
+    let warnings = logs.matching("XRayServerLayer inside a Lambda function");
+    assert_eq!(warnings.len(), 1, "{:#?}", logs.lines());
     assert!(warnings[0].contains("WARN"));
 }
