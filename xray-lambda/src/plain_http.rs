@@ -121,17 +121,36 @@ pub(crate) fn send(
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
     stream.write_all(&request)?;
+    // Read until the response is whole, not until the server closes: one that keeps
+    // the connection open despite `Connection: close` is answered all the same.
     let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE).read_to_end(&mut raw)?;
-    parse_response(&raw)
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf)?;
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() as u64 > MAX_RESPONSE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "response too large",
+            ));
+        }
+        if let Some(response) = parse_response(&raw, n == 0)? {
+            return Ok(response);
+        }
+    }
 }
 
-fn parse_response(raw: &[u8]) -> io::Result<Response> {
+/// The response in `raw`, once it is whole; `None` while more is to come. `closed`: the
+/// server closed the connection, so nothing more will.
+fn parse_response(raw: &[u8], closed: bool) -> io::Result<Option<Response>> {
     let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no complete response head"))?;
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if closed {
+            Err(bad("no complete response head"))
+        } else {
+            Ok(None)
+        };
+    };
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("response head is not text"))?;
     let mut lines = head.split("\r\n");
     let status = lines
@@ -153,15 +172,19 @@ fn parse_response(raw: &[u8]) -> io::Result<Response> {
     }
     let rest = &raw[end + 4..];
     let body = if chunked {
-        dechunk(rest).ok_or_else(|| bad("malformed chunked body"))?
+        dechunk(rest)
     } else if let Some(n) = length {
-        rest.get(..n)
-            .ok_or_else(|| bad("body shorter than Content-Length"))?
-            .to_vec()
+        rest.get(..n).map(<[u8]>::to_vec)
+    } else if closed {
+        Some(rest.to_vec())
     } else {
-        rest.to_vec()
+        None
     };
-    Ok(Response { status, body })
+    match body {
+        Some(body) => Ok(Some(Response { status, body })),
+        None if closed => Err(bad("response body cut short")),
+        None => Ok(None),
+    }
 }
 
 fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
@@ -236,6 +259,35 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_keeps_the_connection_open_is_answered_without_waiting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0; 4096];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        let started = std::time::Instant::now();
+        let r = send(
+            "GET",
+            &Endpoint::at(addr, "/"),
+            &[],
+            b"",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        assert_eq!(r.body, b"{}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn reads_chunked_and_unsized_bodies_and_names_failures() {
         let (addr, _) = serve_once(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
@@ -260,8 +312,14 @@ mod tests {
         .unwrap();
         let e = r.ok().unwrap_err();
         assert_eq!(e.to_string(), "HTTP 404: no such rule");
-        assert!(parse_response(b"garbage").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab").is_err());
+        assert!(parse_response(b"garbage", true).is_err());
+        assert!(
+            parse_response(b"garbage", false).unwrap().is_none(),
+            "more may come"
+        );
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab";
+        assert!(parse_response(short, true).is_err());
+        assert!(parse_response(short, false).unwrap().is_none());
     }
 
     #[test]
