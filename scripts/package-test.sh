@@ -14,6 +14,11 @@ trap 'rm -rf "$dir"' EXIT
 for crate in xray-macros xray-local xray-lambda; do
   tar -xzf "$root/target/package/$crate-$version.crate" -C "$dir"
 done
+# The workspace's lock file: the same dependency versions as the workspace build, so
+# their builds are reused (the MSRV check covers what the lock holds).
+for crate in xray-local xray-lambda; do
+  cp "$root/Cargo.lock" "$dir/$crate-$version/Cargo.lock"
+done
 mkdir -p "$dir/.cargo"
 cat > "$dir/.cargo/config.toml" <<TOML
 [patch.crates-io]
