@@ -14,8 +14,9 @@ trap 'rm -rf "$dir"' EXIT
 for crate in xray-macros xray-local xray-lambda; do
   tar -xzf "$root/target/package/$crate-$version.crate" -C "$dir"
 done
-# The workspace's lock file: the same dependency versions as the workspace build, so
-# their builds are reused (the MSRV check covers what the lock holds).
+# The workspace's lock file: the same dependency versions as the workspace build, on
+# every run (the MSRV check covers what the lock holds); its builds are reused where the
+# package asks for the same features.
 for crate in xray-local xray-lambda; do
   cp "$root/Cargo.lock" "$dir/$crate-$version/Cargo.lock"
 done
