@@ -210,6 +210,14 @@ mod tests {
 
     /// Serves one connection with `response`, giving back the request it read.
     fn serve_once(response: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        serve_holding(response, Duration::ZERO)
+    }
+
+    /// [`serve_once`], keeping the connection open for `hold` after answering.
+    fn serve_holding(
+        response: &'static [u8],
+        hold: Duration,
+    ) -> (SocketAddr, std::thread::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let handle = std::thread::spawn(move || {
@@ -232,6 +240,7 @@ mod tests {
                 }
             };
             s.write_all(response).unwrap();
+            std::thread::sleep(hold);
             request
         });
         (addr, handle)
@@ -260,16 +269,10 @@ mod tests {
 
     #[test]
     fn a_server_that_keeps_the_connection_open_is_answered_without_waiting() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0; 4096];
-            let _ = s.read(&mut buf).unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-                .unwrap();
-            std::thread::sleep(Duration::from_secs(5));
-        });
+        let (addr, _) = serve_holding(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            Duration::from_secs(5),
+        );
         let started = std::time::Instant::now();
         let r = send(
             "GET",
