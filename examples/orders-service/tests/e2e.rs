@@ -335,9 +335,9 @@ async fn the_consoles_rules_through_the_daemon_decide_by_their_quota_and_get_sta
         &format!("tcp:{} udp:{}", api.addr, daemon.addr),
         Some(rules_file()),
     ));
-    api.wait_for("/SamplingTargets", 1);
-    // The call is recorded as it is answered: give the answer a moment to be applied.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One poller makes the calls in turn: once the second has come, the first answer's
+    // quotas are in use.
+    api.wait_for("/SamplingTargets", 2);
 
     let (headers, seconds) = service.load(60, 1, "GET", "/health").await;
     let n = sampled(&headers);

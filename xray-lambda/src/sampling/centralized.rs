@@ -471,19 +471,32 @@ struct Target {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use std::collections::HashMap;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::mpsc;
 
-    /// The daemon's sampling endpoints: rules as given, then each `SamplingTargets`
-    /// call answered with the next of `targets` (the last one repeated). Every request
-    /// is passed on as `(path, body)`.
-    fn daemon(rules: Value, targets: Vec<Value>) -> (SocketAddr, mpsc::Receiver<(String, Value)>) {
+    /// The daemon's sampling endpoints, as a test drives them.
+    struct Daemon {
+        addr: SocketAddr,
+        /// Every request, as `(path, body)`, passed on once it has been answered.
+        calls: mpsc::Receiver<(String, Value)>,
+        /// What `SamplingTargets` is answered with from now on.
+        targets: Arc<Mutex<Value>>,
+        /// Nothing is answered until this is dropped, so a test can look at the state
+        /// before any rules can have arrived.
+        hold: mpsc::Sender<()>,
+    }
+
+    fn daemon(rules: Value, targets: Value) -> Daemon {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = mpsc::channel();
+        let (tx, calls) = mpsc::channel();
+        let (hold, held) = mpsc::channel::<()>();
+        let targets = Arc::new(Mutex::new(targets));
+        let answers = Arc::clone(&targets);
         std::thread::spawn(move || {
-            let mut served = 0;
+            let _ = held.recv();
             for conn in listener.incoming() {
                 let mut s = conn.unwrap();
                 let mut raw = Vec::new();
@@ -507,12 +520,10 @@ mod tests {
                     }
                 };
                 let answer = if path == "/GetSamplingRules" {
-                    rules.clone()
+                    rules.to_string()
                 } else {
-                    served += 1;
-                    targets[served.min(targets.len()) - 1].clone()
+                    answers.lock().unwrap().to_string()
                 };
-                let answer = answer.to_string();
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
@@ -523,7 +534,12 @@ mod tests {
                 }
             }
         });
-        (addr, rx)
+        Daemon {
+            addr,
+            calls,
+            targets,
+            hold,
+        }
     }
 
     fn rule(name: &str, priority: i64, method: &str, path: &str, rate: f64) -> Value {
@@ -564,79 +580,19 @@ mod tests {
         (0..n).filter(|_| c.decide(r) == Some(true)).count()
     }
 
-    #[test]
-    fn decisions_follow_the_rules_and_quotas_and_statistics_are_reported() {
-        let rules = json!({"SamplingRuleRecords": [
-            rule("Default", 10000, "*", "*", 0.0),
-            // Listed after the default, applied before it: by priority.
-            rule("orders", 10, "POST", "/orders*", 0.0),
-            {"SamplingRule": {"RuleName": "by-status", "Priority": 1, "FixedRate": 1.0,
-              "ReservoirSize": 1, "ServiceName": "*", "ServiceType": "*", "Host": "*",
-              "HTTPMethod": "*", "URLPath": "*", "ResourceARN": "*", "Version": 1,
-              "Attributes": {"http.status": "5*"}}},
-        ]});
-        let ttl = epoch_seconds() + 600;
-        let targets = vec![
-            // First report: no quota yet, so the rules borrow.
-            json!({"SamplingTargetDocuments": [
-                {"RuleName": "Default", "FixedRate": 0.0, "Interval": 1}
-            ], "LastRuleModification": 1.0}),
-            json!({"SamplingTargetDocuments": [
-                {"RuleName": "orders", "FixedRate": 0.0, "ReservoirQuota": 3,
-                 "ReservoirQuotaTTL": ttl as f64, "Interval": 1}
-            ], "LastRuleModification": 1.0}),
-        ];
-        let (addr, rx) = daemon(rules, targets);
-        let c = Centralized::start(addr);
-        assert_eq!(c.decide(&request("POST", "/orders")), None, "no rules yet");
-        next_call(&rx, "/GetSamplingRules");
-        let first = next_call(&rx, "/SamplingTargets");
-        let docs = first["SamplingStatisticsDocuments"].as_array().unwrap();
-        let names: Vec<&str> = docs
-            .iter()
-            .map(|d| d["RuleName"].as_str().unwrap())
+    /// Request, sampled and borrow counts per rule, added up over the reports made
+    /// from now until two more have come: a report already on its way when this is
+    /// called may have been counted before the latest decisions.
+    fn reported(rx: &mpsc::Receiver<(String, Value)>) -> HashMap<String, [u64; 3]> {
+        let mut bodies: Vec<Value> = rx
+            .try_iter()
+            .filter(|(p, _)| p == "/SamplingTargets")
+            .map(|(_, body)| body)
             .collect();
-        assert_eq!(names, ["by-status", "orders", "Default"]);
-        assert_eq!(docs[0]["ClientID"].as_str().unwrap().len(), 24);
-
-        // Borrowing: one a second, and counted as borrowed.
-        let orders = request("POST", "/orders");
-        assert_eq!(within_one_second(&c, 50, &orders), 1);
-        let second = next_call(&rx, "/SamplingTargets");
-        let stats = &second["SamplingStatisticsDocuments"][1];
-        assert_eq!(stats["RuleName"], "orders");
-        assert_eq!(
-            (
-                &stats["RequestCount"],
-                &stats["SampledCount"],
-                &stats["BorrowCount"]
-            ),
-            (&json!(50), &json!(1), &json!(1))
-        );
-
-        // The quota: 3 a second, none borrowed; other requests fall to the default.
-        assert_eq!(within_one_second(&c, 50, &orders), 3);
-        assert_eq!(
-            within_one_second(&c, 50, &request("GET", "/health")),
-            1,
-            "borrowed"
-        );
-        // Reports come every second: add up those that follow, until two have come
-        // after the decisions were made.
-        let mut totals = std::collections::HashMap::<String, [u64; 3]>::new();
-        let mut calls = Vec::new();
-        while let Ok(call) = rx.try_recv() {
-            calls.push(call);
-        }
-        calls.push((
-            "/SamplingTargets".into(),
-            next_call(&rx, "/SamplingTargets"),
-        ));
-        calls.push((
-            "/SamplingTargets".into(),
-            next_call(&rx, "/SamplingTargets"),
-        ));
-        for (_, body) in calls.iter().filter(|(p, _)| p == "/SamplingTargets") {
+        bodies.push(next_call(rx, "/SamplingTargets"));
+        bodies.push(next_call(rx, "/SamplingTargets"));
+        let mut totals = HashMap::<String, [u64; 3]>::new();
+        for body in &bodies {
             for d in body["SamplingStatisticsDocuments"].as_array().unwrap() {
                 let t = totals
                     .entry(d["RuleName"].as_str().unwrap().into())
@@ -649,6 +605,70 @@ mod tests {
                 }
             }
         }
+        totals
+    }
+
+    fn has_quota(c: &Centralized, rule: &str) -> bool {
+        c.rules
+            .read()
+            .unwrap()
+            .rules
+            .iter()
+            .any(|r| r.name == rule && r.state.lock().unwrap().quota.is_some())
+    }
+
+    #[test]
+    fn decisions_follow_the_rules_and_quotas_and_statistics_are_reported() {
+        let rules = json!({"SamplingRuleRecords": [
+            rule("Default", 10000, "*", "*", 0.0),
+            // Listed after the default, applied before it: by priority.
+            rule("orders", 10, "POST", "/orders*", 0.0),
+            {"SamplingRule": {"RuleName": "by-status", "Priority": 1, "FixedRate": 1.0,
+              "ReservoirSize": 1, "ServiceName": "*", "ServiceType": "*", "Host": "*",
+              "HTTPMethod": "*", "URLPath": "*", "ResourceARN": "*", "Version": 1,
+              "Attributes": {"http.status": "5*"}}},
+        ]});
+        // No quota yet, so the rules borrow.
+        let no_quota = json!({"SamplingTargetDocuments": [
+            {"RuleName": "Default", "FixedRate": 0.0, "Interval": 1}
+        ], "LastRuleModification": 1.0});
+        let d = daemon(rules, no_quota);
+        let c = Centralized::start(d.addr);
+        assert_eq!(c.decide(&request("POST", "/orders")), None, "no rules yet");
+        drop(d.hold);
+        next_call(&d.calls, "/GetSamplingRules");
+        let first = next_call(&d.calls, "/SamplingTargets");
+        let docs = first["SamplingStatisticsDocuments"].as_array().unwrap();
+        let names: Vec<&str> = docs
+            .iter()
+            .map(|d| d["RuleName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["by-status", "orders", "Default"]);
+        assert_eq!(docs[0]["ClientID"].as_str().unwrap().len(), 24);
+
+        // Borrowing: one a second, and counted as borrowed.
+        let orders = request("POST", "/orders");
+        assert_eq!(within_one_second(&c, 50, &orders), 1);
+        assert_eq!(reported(&d.calls)["orders"], [50, 1, 1]);
+
+        // The quota: 3 a second, none borrowed; other requests fall to the default.
+        let ttl = epoch_seconds() + 600;
+        *d.targets.lock().unwrap() = json!({"SamplingTargetDocuments": [
+            {"RuleName": "orders", "FixedRate": 0.0, "ReservoirQuota": 3,
+             "ReservoirQuotaTTL": ttl as f64, "Interval": 1}
+        ], "LastRuleModification": 1.0});
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !has_quota(&c, "orders") {
+            assert!(Instant::now() < deadline, "the quota never arrived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(within_one_second(&c, 50, &orders), 3);
+        assert_eq!(
+            within_one_second(&c, 50, &request("GET", "/health")),
+            1,
+            "borrowed"
+        );
+        let totals = reported(&d.calls);
         assert_eq!(totals["orders"], [50, 3, 0]);
         assert_eq!(totals["Default"], [50, 1, 1]);
         assert_eq!(
@@ -661,11 +681,12 @@ mod tests {
     #[test]
     fn newer_rules_are_fetched_when_the_targets_say_so_and_stale_rules_are_dropped() {
         let rules = json!({"SamplingRuleRecords": [rule("Default", 10000, "*", "*", 1.0)]});
-        let targets = vec![json!({"SamplingTargetDocuments": [
+        let targets = json!({"SamplingTargetDocuments": [
             {"RuleName": "Default", "FixedRate": 1.0, "Interval": 1}
-        ], "LastRuleModification": 2.0e9})];
-        let (addr, rx) = daemon(rules, targets);
-        let c = Centralized::start(addr);
+        ], "LastRuleModification": 2.0e9});
+        let d = daemon(rules, targets);
+        drop(d.hold);
+        let (c, rx) = (Centralized::start(d.addr), d.calls);
         next_call(&rx, "/GetSamplingRules");
         next_call(&rx, "/SamplingTargets");
         // Modified after the rules in hand: asked for again at once, not in 5 minutes.
@@ -708,8 +729,11 @@ mod tests {
             .local_addr()
             .unwrap();
         let c = Centralized::start(closed);
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c.warned.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "the failure was never reported");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(c.decide(&request("GET", "/")), None);
-        assert!(c.warned.load(Ordering::Relaxed), "the failure was reported");
     }
 }
