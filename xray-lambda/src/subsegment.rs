@@ -57,7 +57,7 @@ impl fmt::Debug for Subsegment {
 /// characters. A literal name costs no allocation.
 pub fn begin_subsegment(name: impl Into<Cow<'static, str>>) -> Subsegment {
     match context::recording() {
-        Recording::Node(parent) => match Node::child(&parent, name.into(), false) {
+        Recording::Node(parent) => match Node::child(parent, name.into(), false) {
             Some(node) => Subsegment::enter(node),
             None => Subsegment::inert(),
         },

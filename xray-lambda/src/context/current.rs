@@ -70,7 +70,7 @@ impl Context {
                 let node = at
                     .trace()
                     .is_recording()
-                    .then(|| Node::child(at, name(), false))
+                    .then(|| Node::child(at.clone(), name(), false))
                     .flatten();
                 let header = node.as_ref().unwrap_or(at).outgoing_header();
                 Some((node, header))

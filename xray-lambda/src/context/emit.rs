@@ -16,7 +16,6 @@
 //! send of a trace goes through one lock, so a copy can never overtake the true one.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +24,8 @@ use crate::emitter::MAX_SUBTREE;
 use crate::exception;
 use crate::id::SegmentId;
 
-use super::node::{Node, NodeKind};
-use super::trace::{lock, Trace};
+use super::node::{Ended, Node, NodeKind};
+use super::trace::{lock, Pending, Trace};
 
 /// The most subtrees sent early at once.
 const MAX_BURST: usize = 32;
@@ -39,17 +38,19 @@ pub(crate) const ENDED_BY_DEADLINE: &str =
 
 impl Node {
     /// Encodes the node's record with its finished children into its parent's; a
-    /// top-level node (or one whose parent already ended) is sent.
-    pub(super) fn finish(&self, incomplete: Option<&'static str>) {
-        let (record, children) = {
-            let mut state = lock(&self.state);
-            (state.record.take(), std::mem::take(&mut state.children))
-        };
+    /// top-level node (or one whose parent already ended) is sent. `slot` is where the
+    /// trace's open set still holds the node.
+    pub(super) fn finish(
+        &self,
+        (record, children): Ended,
+        incomplete: Option<&'static str>,
+        slot: Option<u32>,
+    ) {
         let Some(mut record) = record else {
+            self.trace.settle(slot, Pending::default(), Pending::default());
             return;
         };
-        self.trace
-            .pending_remove(children.bytes(), children.count());
+        let released = Pending::new(children.bytes(), children.count());
         record.end_time = Some(self.trace.clock().timestamp(Instant::now()));
         if let Some(reason) = incomplete {
             record.note_incomplete(reason);
@@ -57,18 +58,21 @@ impl Node {
         if let Some(parent) = self.parent.as_ref().filter(|p| p.kind != NodeKind::Facade) {
             let mut state = lock(&parent.state);
             if state.record.is_some() {
-                let before = (state.children.bytes(), state.children.count());
+                let before = Pending::new(state.children.bytes(), state.children.count());
                 let overflow = state.children.add(record, children, MAX_SUBTREE);
-                self.trace.pending_add(
-                    state.children.bytes() - before.0,
-                    state.children.count() - before.1,
-                );
+                let after = Pending::new(state.children.bytes(), state.children.count());
                 drop(state);
+                let change = after.minus(before).minus(released);
+                let over = self.trace.settle(slot, change, self.trace.bounds(1, 1));
                 self.trace.send(&overflow);
-                self.trace.stream_if_over();
+                if over {
+                    self.trace.stream();
+                }
                 return;
             }
         }
+        self.trace
+            .settle(slot, Pending::default().minus(released), Pending::default());
         let (subtree, overflow) = Subtree::encode(record, children, MAX_SUBTREE);
         self.trace.send(&overflow);
         self.trace.send(std::slice::from_ref(&subtree));
@@ -90,30 +94,21 @@ impl Trace {
         }
     }
 
-    fn pending_add(&self, bytes: usize, count: usize) {
-        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.pending_count.fetch_add(count, Ordering::Relaxed);
+    /// `numerator / denominator` of what a trace may hold: one datagram's bytes, and the
+    /// streaming threshold's subsegments.
+    fn bounds(&self, numerator: usize, denominator: usize) -> Pending {
+        Pending::new(
+            MAX_SUBTREE / denominator * numerator,
+            self.streaming_threshold / denominator * numerator,
+        )
     }
 
-    fn pending_remove(&self, bytes: usize, count: usize) {
-        self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        self.pending_count.fetch_sub(count, Ordering::Relaxed);
-    }
-
-    fn over(&self, bytes: usize, count: usize) -> bool {
-        self.pending_bytes.load(Ordering::Relaxed) > bytes
-            || self.pending_count.load(Ordering::Relaxed) > count
-    }
-
-    /// When the pending tree would not fit in one datagram, or holds more subsegments
-    /// than the threshold, sends the largest finished subtrees until it is down to three
+    /// Sends the largest finished subtrees, once the pending tree would not fit in one
+    /// datagram or holds more subsegments than the threshold, until it is down to three
     /// quarters of both, at most [`MAX_BURST`] at a time: the first send already brings
     /// it back under the bounds (it is over by at most the subtree just added), and a
     /// longer burst of datagrams could overflow the daemon's socket buffer.
-    fn stream_if_over(&self) {
-        if !self.over(MAX_SUBTREE, self.streaming_threshold) {
-            return;
-        }
+    fn stream(&self) {
         let mut held: Vec<(usize, SegmentId, Arc<Node>)> = Vec::new();
         for node in self.open_nodes() {
             for (id, size) in lock(&node.state).children.sizes() {
@@ -121,20 +116,18 @@ impl Trace {
             }
         }
         held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        let target = self.bounds(3, 4);
         let mut out = Vec::new();
         for (_, id, node) in held {
-            if out.len() == MAX_BURST
-                || !self.over(MAX_SUBTREE / 4 * 3, self.streaming_threshold / 4 * 3)
-            {
+            if out.len() == MAX_BURST || !self.pending().exceeds(target) {
                 break;
             }
             let mut state = lock(&node.state);
-            let before = (state.children.bytes(), state.children.count());
+            let before = Pending::new(state.children.bytes(), state.children.count());
             if let Some(s) = state.children.take(id) {
-                self.pending_remove(
-                    before.0 - state.children.bytes(),
-                    before.1 - state.children.count(),
-                );
+                let after = Pending::new(state.children.bytes(), state.children.count());
+                drop(state);
+                self.settle(None, after.minus(before), target);
                 out.push(s);
             }
         }
@@ -226,9 +219,9 @@ mod tests {
     fn a_child_ending_after_its_parent_is_sent_on_its_own() {
         let d = Daemon::new();
         let facade = d.facade(true);
-        let root = Node::child(&facade, "## handler".into(), true).unwrap();
-        let parent = Node::child(&root, "parent".into(), false).unwrap();
-        let late = Node::child(&parent, "late".into(), false).unwrap();
+        let root = Node::child(facade.clone(), "## handler".into(), true).unwrap();
+        let parent = Node::child(root.clone(), "parent".into(), false).unwrap();
+        let late = Node::child(parent.clone(), "late".into(), false).unwrap();
         parent.end();
         late.end();
         root.end();
@@ -245,21 +238,20 @@ mod tests {
     /// the bound in one go would be about 70 small ones).
     #[test]
     fn early_sends_come_in_bursts_of_at_most_32() {
-        use std::sync::atomic::Ordering::Relaxed;
         let d = Daemon::new();
         let facade = d.facade(true);
-        let root = Node::child(&facade, "## handler".into(), true).unwrap();
-        let pending = || root.trace.pending_count.load(Relaxed);
+        let root = Node::child(facade.clone(), "## handler".into(), true).unwrap();
+        let pending = || root.trace.pending().count;
         let sent = loop {
             let before = pending();
-            Node::child(&root, "leaf".into(), false).unwrap().end();
+            Node::child(root.clone(), "leaf".into(), false).unwrap().end();
             let after = pending();
             if after <= before {
                 break before + 1 - after;
             }
             assert!(before < 5_000, "the bound was never crossed");
         };
-        assert_eq!(sent, super::MAX_BURST);
-        assert!(root.trace.pending_bytes.load(Relaxed) <= crate::emitter::MAX_SUBTREE);
+        assert_eq!(sent, super::MAX_BURST as isize);
+        assert!(root.trace.pending().bytes <= crate::emitter::MAX_SUBTREE as isize);
     }
 }

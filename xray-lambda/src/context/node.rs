@@ -63,6 +63,16 @@ pub(super) struct State {
     child_errors: ErrorOrigins,
 }
 
+/// What a node that ended leaves to be encoded: its document (`None` when it was not
+/// recording) and its finished children.
+pub(super) type Ended = (Option<Record>, Children);
+
+impl State {
+    fn take_ended(&mut self) -> Ended {
+        (self.record.take(), std::mem::take(&mut self.children))
+    }
+}
+
 impl Node {
     /// The facade for Lambda's function segment `id`.
     pub(crate) fn facade(trace: Arc<Trace>, id: SegmentId) -> Arc<Self> {
@@ -108,14 +118,14 @@ impl Node {
     /// moved elsewhere may have ended while still some future's current node). `None`
     /// when the trace does not record, or has ended. `root` marks the subsegment that
     /// stands for the whole invocation (the handler's).
-    pub(crate) fn child(parent: &Arc<Node>, name: Name, root: bool) -> Option<Arc<Self>> {
+    pub(crate) fn child(parent: Arc<Node>, name: Name, root: bool) -> Option<Arc<Self>> {
         Self::child_since(parent, name, root, Instant::now())
     }
 
     /// [`Self::child`] for work that began at `started` (reported once it is over, like
     /// a database query).
     pub(crate) fn child_since(
-        parent: &Arc<Node>,
+        parent: Arc<Node>,
         name: Name,
         root: bool,
         started: Instant,
@@ -123,7 +133,11 @@ impl Node {
         if !parent.trace.is_recording() {
             return None;
         }
-        let parent = parent.nearest_open()?;
+        let parent = if parent.is_open() {
+            parent
+        } else {
+            parent.nearest_open()?
+        };
         if !std::thread::panicking() {
             // Code runs normally inside `parent` again: a panic that unwound through
             // one of its children earlier was caught, and is over.
@@ -385,17 +399,37 @@ impl Node {
     /// Ends the node, noting `incomplete` when something other than its own code ended
     /// it. A root ends everything still open in its trace first.
     pub(crate) fn end_with(&self, incomplete: Option<&'static str>) {
-        if self.kind == NodeKind::Facade || self.ended.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if self.kind == NodeKind::Root {
-            for n in self.trace.close() {
-                n.end_with(Some(ENDED_AT_INVOCATION_END));
+        match self.kind {
+            NodeKind::Facade => {}
+            NodeKind::Root => {
+                if self.ended.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                for n in self.trace.close() {
+                    n.end_with(Some(ENDED_AT_INVOCATION_END));
+                }
+                let ended = self.take_ended();
+                self.finish(ended, incomplete, None);
             }
-        } else {
-            self.trace.unregister(self.slot);
+            NodeKind::Child => {
+                // Marked ended under the lock it is taken under anyway (so one lock does
+                // both), and left registered while it finishes (so the trace's lock is
+                // taken once, at the end): the root's end, meanwhile, finds it ended.
+                let ended = {
+                    let mut state = lock(&self.state);
+                    if self.ended.load(Ordering::Acquire) {
+                        return;
+                    }
+                    self.ended.store(true, Ordering::Release);
+                    state.take_ended()
+                };
+                self.finish(ended, incomplete, Some(self.slot));
+            }
         }
-        self.finish(incomplete);
+    }
+
+    fn take_ended(&self) -> Ended {
+        lock(&self.state).take_ended()
     }
 
     /// Sends the node marked abandoned if nobody ended it.
@@ -486,9 +520,9 @@ mod tests {
         let d = Daemon::new();
         let facade = d.facade(true);
         let parent = |name: &'static str| {
-            let parent = Node::child(&facade, name.into(), false).unwrap();
+            let parent = Node::child(facade.clone(), name.into(), false).unwrap();
             for i in 0..(ErrorOrigins::MAX + 500) {
-                let child = Node::child(&parent, "child".into(), false).unwrap();
+                let child = Node::child(parent.clone(), "child".into(), false).unwrap();
                 child.add_exceptions(
                     exception::from_text("E", format!("error {i}"), None),
                     ErrorKind::Fault,
@@ -520,13 +554,13 @@ mod tests {
     fn a_closed_trace_takes_no_new_nodes() {
         let d = Daemon::new();
         let facade = d.facade(true);
-        let root = Node::child(&facade, "## handler".into(), true).unwrap();
-        let open = Node::child(&root, "open".into(), false).unwrap();
+        let root = Node::child(facade.clone(), "## handler".into(), true).unwrap();
+        let open = Node::child(root.clone(), "open".into(), false).unwrap();
         root.end();
         assert!(!open.is_open(), "the root's end ends what is open");
         assert!(!facade.is_open(), "and closes the trace");
-        assert!(Node::child(&open, "late".into(), false).is_none());
-        assert!(Node::child(&facade, "late".into(), false).is_none());
+        assert!(Node::child(open.clone(), "late".into(), false).is_none());
+        assert!(Node::child(facade.clone(), "late".into(), false).is_none());
         within(&facade, || {
             assert!(!crate::begin_subsegment("late").is_recording());
         });

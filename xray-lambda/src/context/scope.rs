@@ -53,7 +53,7 @@ pub(crate) type Opener = fn(Name) -> Opened;
 
 /// A subsegment under whatever is current.
 pub(crate) fn open_subsegment(name: Name) -> Opened {
-    Opened::node_or_current(current_recording().and_then(|p| Node::child(&p, name, false)))
+    Opened::node_or_current(current_recording().and_then(|p| Node::child(p, name, false)))
 }
 
 pin_project_lite::pin_project! {

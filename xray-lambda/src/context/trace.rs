@@ -1,6 +1,6 @@
 //! One trace as this process sees it: an invocation's, or a segment's begun here.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::document::Clock;
@@ -31,11 +31,9 @@ pub(crate) struct Trace {
     clock: Clock,
     /// Set when the trace's root node ended: nothing begun after that is recorded in it.
     closed: AtomicBool,
-    /// Nodes begun and not yet ended, so the root's end can end them.
+    /// Nodes begun and not yet ended, so the root's end can end them, and what is held
+    /// for the trace: kept under one lock, so a node's end takes it once.
     open: Mutex<OpenNodes>,
-    /// Finished subtrees held to be nested: their bytes and subsegments.
-    pub(super) pending_bytes: AtomicUsize,
-    pub(super) pending_count: AtomicUsize,
     /// Past this many pending subsegments, the largest subtrees are sent early.
     pub(super) streaming_threshold: usize,
     /// Held for every send, so sends of one trace happen in order.
@@ -84,8 +82,6 @@ impl Trace {
             clock: Clock::new(),
             closed: AtomicBool::new(false),
             open: Mutex::new(OpenNodes::default()),
-            pending_bytes: AtomicUsize::new(0),
-            pending_count: AtomicUsize::new(0),
             streaming_threshold,
             emission: Mutex::new(()),
             last_current: Mutex::new(Weak::new()),
@@ -140,8 +136,20 @@ impl Trace {
         Some(open.insert(node))
     }
 
-    pub(super) fn unregister(&self, slot: u32) {
-        lock(&self.open).remove(slot);
+    /// Notes that the node in `slot` (if any) ended, and that what is held for the
+    /// trace changed by `change`; gives whether it now holds more than `bound`.
+    pub(super) fn settle(&self, slot: Option<u32>, change: Pending, bound: Pending) -> bool {
+        let mut open = lock(&self.open);
+        if let Some(slot) = slot {
+            open.remove(slot);
+        }
+        open.pending = open.pending.plus(change);
+        open.pending.exceeds(bound)
+    }
+
+    /// What the trace holds, waiting to be nested.
+    pub(super) fn pending(&self) -> Pending {
+        lock(&self.open).pending
     }
 
     /// The nodes open now.
@@ -163,11 +171,50 @@ impl Trace {
     }
 }
 
-/// The open nodes of a trace: a slab, so a node leaves it in O(1) by its slot.
+/// The open nodes of a trace (a slab, so a node leaves it in O(1) by its slot), and the
+/// size of the finished subtrees they hold.
 #[derive(Debug, Default)]
 struct OpenNodes {
     slots: Vec<Option<Weak<Node>>>,
     free: Vec<u32>,
+    pending: Pending,
+}
+
+/// Finished subtrees held to be nested, or a change to them: bytes and subsegments.
+/// Signed, as changes made on different threads may be counted in either order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub(super) bytes: isize,
+    pub(super) count: isize,
+}
+
+impl Pending {
+    pub(super) fn new(bytes: usize, count: usize) -> Self {
+        let signed = |n: usize| isize::try_from(n).unwrap_or(isize::MAX);
+        Pending {
+            bytes: signed(bytes),
+            count: signed(count),
+        }
+    }
+
+    fn plus(self, other: Pending) -> Pending {
+        Pending {
+            bytes: self.bytes.saturating_add(other.bytes),
+            count: self.count.saturating_add(other.count),
+        }
+    }
+
+    pub(super) fn minus(self, other: Pending) -> Pending {
+        Pending {
+            bytes: self.bytes.saturating_sub(other.bytes),
+            count: self.count.saturating_sub(other.count),
+        }
+    }
+
+    /// Over `bound` in bytes or in subsegments.
+    pub(super) fn exceeds(self, bound: Pending) -> bool {
+        self.bytes > bound.bytes || self.count > bound.count
+    }
 }
 
 impl OpenNodes {

@@ -372,7 +372,7 @@ fn the_invocation_span_is_bound_to_the_handler_through_a_filtered_layer() {
 
     let d = Daemon::new();
     let facade = d.facade(true);
-    let handler = Node::child(&facade, "handler".into(), true).unwrap();
+    let handler = Node::child(facade.clone(), "handler".into(), true).unwrap();
     let root = facade.outgoing_header().root();
     let dispatch = Dispatch::new(
         tracing_subscriber::registry().with(XRayTracingLayer::new().with_filter(LevelFilter::INFO)),
