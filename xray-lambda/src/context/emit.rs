@@ -16,16 +16,16 @@
 //! send of a trace goes through one lock, so a copy can never overtake the true one.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use crate::document::{Cause, Children, Subtree};
+use crate::document::{report, Cause, Children, Shrunk, Subtree};
 use crate::emitter::MAX_SUBTREE;
 use crate::exception;
 use crate::id::SegmentId;
 
-use super::node::{Ended, Node, NodeKind};
-use super::trace::{lock, Pending, Trace};
+use super::node::{Node, State};
+use super::trace::{lock, Nodes, Pending, Trace};
 
 /// The most subtrees sent early at once.
 const MAX_BURST: usize = 32;
@@ -38,16 +38,19 @@ pub(crate) const ENDED_BY_DEADLINE: &str =
 
 impl Node {
     /// Encodes the node's record with its finished children into its parent's; a
-    /// top-level node (or one whose parent already ended) is sent. `slot` is where the
-    /// trace's open set still holds the node.
+    /// top-level node (or one whose parent already ended) is sent. `nodes` is the
+    /// trace's lock, taken by the caller to decide that the node ends.
     pub(super) fn finish(
         &self,
-        (record, children): Ended,
+        mut nodes: MutexGuard<'_, Nodes>,
         incomplete: Option<&'static str>,
-        slot: Option<u32>,
     ) {
-        let Some(mut record) = record else {
-            self.trace.settle(slot, Pending::default(), Pending::default());
+        let Some(State {
+            mut record,
+            children,
+            ..
+        }) = nodes.remove(self.slot(), self.id())
+        else {
             return;
         };
         let released = Pending::new(children.bytes(), children.count());
@@ -55,25 +58,28 @@ impl Node {
         if let Some(reason) = incomplete {
             record.note_incomplete(reason);
         }
-        if let Some(parent) = self.parent.as_ref().filter(|p| p.kind != NodeKind::Facade) {
-            let mut state = lock(&parent.state);
-            if state.record.is_some() {
-                let before = Pending::new(state.children.bytes(), state.children.count());
-                let overflow = state.children.add(record, children, MAX_SUBTREE);
-                let after = Pending::new(state.children.bytes(), state.children.count());
-                drop(state);
-                let change = after.minus(before).minus(released);
-                let over = self.trace.settle(slot, change, self.trace.bounds(1, 1));
-                self.trace.send(&overflow);
-                if over {
-                    self.trace.stream();
-                }
-                return;
+        let parent = self
+            .parent
+            .as_ref()
+            .and_then(|p| nodes.get_mut(p.slot(), p.id()));
+        if let Some(parent) = parent {
+            let before = Pending::new(parent.children.bytes(), parent.children.count());
+            let (overflow, shrunk) = parent.children.add(record, children, MAX_SUBTREE);
+            let after = Pending::new(parent.children.bytes(), parent.children.count());
+            nodes.pending = nodes.pending.plus(after.minus(before).minus(released));
+            let over = nodes.pending.exceeds(self.trace.bounds(1, 1));
+            drop(nodes);
+            report(shrunk);
+            self.trace.send(&overflow);
+            if over {
+                self.trace.stream();
             }
+            return;
         }
-        self.trace
-            .settle(slot, Pending::default().minus(released), Pending::default());
-        let (subtree, overflow) = Subtree::encode(record, children, MAX_SUBTREE);
+        nodes.pending = nodes.pending.minus(released);
+        drop(nodes);
+        let (subtree, overflow, shrunk) = Subtree::encode(record, children, MAX_SUBTREE);
+        report(shrunk);
         self.trace.send(&overflow);
         self.trace.send(std::slice::from_ref(&subtree));
     }
@@ -109,28 +115,33 @@ impl Trace {
     /// it back under the bounds (it is over by at most the subtree just added), and a
     /// longer burst of datagrams could overflow the daemon's socket buffer.
     fn stream(&self) {
-        let mut held: Vec<(usize, SegmentId, Arc<Node>)> = Vec::new();
-        for node in self.open_nodes() {
-            for (id, size) in lock(&node.state).children.sizes() {
-                held.push((size, id, node.clone()));
-            }
-        }
-        held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
         let target = self.bounds(3, 4);
-        let mut out = Vec::new();
-        for (_, id, node) in held {
-            if out.len() == MAX_BURST || !self.pending().exceeds(target) {
-                break;
+        let out = {
+            let mut nodes = self.nodes();
+            let mut held: Vec<(usize, u32, SegmentId, SegmentId)> = Vec::new();
+            for (slot, id, state) in nodes.states_mut() {
+                for (child, size) in state.children.sizes() {
+                    held.push((size, slot, id, child));
+                }
             }
-            let mut state = lock(&node.state);
-            let before = Pending::new(state.children.bytes(), state.children.count());
-            if let Some(s) = state.children.take(id) {
-                let after = Pending::new(state.children.bytes(), state.children.count());
-                drop(state);
-                self.settle(None, after.minus(before), target);
-                out.push(s);
+            held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+            let mut out = Vec::new();
+            for (_, slot, id, child) in held {
+                if out.len() == MAX_BURST || !nodes.pending.exceeds(target) {
+                    break;
+                }
+                let Some(state) = nodes.get_mut(slot, id) else {
+                    continue;
+                };
+                let before = Pending::new(state.children.bytes(), state.children.count());
+                if let Some(s) = state.children.take(child) {
+                    let after = Pending::new(state.children.bytes(), state.children.count());
+                    nodes.pending = nodes.pending.plus(after.minus(before));
+                    out.push(s);
+                }
             }
-        }
+            out
+        };
         self.send(&out);
     }
 
@@ -142,25 +153,23 @@ impl Trace {
         let Some(emitter) = self.emitter() else {
             return;
         };
-        let _order = lock(&self.emission);
+        let order = lock(&self.emission);
         if self.is_closed() {
             return;
         }
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
-        let mut nodes = self.open_nodes();
-        nodes.sort_by_key(|n| std::cmp::Reverse(n.depth()));
+        let mut copies = self.nodes().copies();
+        copies.sort_by_key(|(n, ..)| std::cmp::Reverse(n.depth()));
+        // The nodes are let go only after the lock: a node's last reference ending it
+        // sends it, which takes the lock.
+        let (alive, copies): (Vec<_>, Vec<_>) =
+            copies.into_iter().map(|(n, r, c)| (n, (r, c))).unzip();
         // Copies of open children, waiting for their (open) parent to be copied.
         let mut open_children: HashMap<SegmentId, Children> = HashMap::new();
         let mut out = Vec::new();
-        for node in &nodes {
-            let (record, mut children) = {
-                let state = lock(&node.state);
-                (state.record.clone(), state.children.clone())
-            };
-            let Some(mut record) = record else {
-                continue;
-            };
+        let mut shrunk = Vec::new();
+        for (node, (mut record, mut children)) in alive.iter().zip(copies) {
             // Open children go after the finished ones: they began before most of them
             // ended, but X-Ray orders subsegments by time, not by position.
             if let Some(open) = open_children.remove(&node.id()) {
@@ -181,12 +190,15 @@ impl Trace {
             match node.parent.as_ref().filter(|p| p.is_recording()) {
                 Some(parent) => {
                     let siblings = open_children.entry(parent.id()).or_default();
-                    out.extend(siblings.add(record, children, MAX_SUBTREE));
+                    let (overflow, cut) = siblings.add(record, children, MAX_SUBTREE);
+                    out.extend(overflow);
+                    shrunk.extend(cut);
                 }
                 None => {
-                    let (subtree, overflow) = Subtree::encode(record, children, MAX_SUBTREE);
+                    let (subtree, overflow, cut) = Subtree::encode(record, children, MAX_SUBTREE);
                     out.extend(overflow);
                     out.push(subtree);
+                    shrunk.extend(cut);
                 }
             }
         }
@@ -197,6 +209,9 @@ impl Trace {
         for s in &out {
             emitter.send(s);
         }
+        drop(order);
+        drop(alive);
+        shrunk.into_iter().for_each(Shrunk::report);
     }
 }
 
@@ -244,7 +259,9 @@ mod tests {
         let pending = || root.trace.pending().count;
         let sent = loop {
             let before = pending();
-            Node::child(root.clone(), "leaf".into(), false).unwrap().end();
+            Node::child(root.clone(), "leaf".into(), false)
+                .unwrap()
+                .end();
             let after = pending();
             if after <= before {
                 break before + 1 - after;

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::document::{
@@ -15,7 +15,7 @@ use crate::header::TraceHeader;
 use crate::id::SegmentId;
 use crate::{panic, sanitize};
 
-use super::trace::{lock, Trace};
+use super::trace::Trace;
 
 /// Why a subsegment was ended by something other than its own code.
 pub(crate) const ENDED_AT_INVOCATION_END: &str = "still open when the handler returned";
@@ -44,18 +44,18 @@ pub(crate) struct Node {
     pub(super) kind: NodeKind,
     ended: AtomicBool,
     pub(super) started: Instant,
-    /// Where the trace's open set holds it.
+    /// Where the trace holds its state while it is open.
     slot: u32,
     /// The exception id of a panic that unwound through a child of this node (0: none),
     /// so that this node, unwinding next, refers to it instead of recording it again.
     child_panic: AtomicU64,
-    pub(super) state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+/// What the trace holds for a node while it is open.
+#[derive(Debug)]
 pub(super) struct State {
-    /// The document being built; taken when the node ends. `None` for a facade.
-    pub(super) record: Option<Record>,
+    /// The document being built.
+    pub(super) record: Record,
     /// The children that ended, encoded, waiting to be nested in this node's document.
     pub(super) children: Children,
     /// Errors the children recorded: when the same error reaches this node, it refers
@@ -63,13 +63,13 @@ pub(super) struct State {
     child_errors: ErrorOrigins,
 }
 
-/// What a node that ended leaves to be encoded: its document (`None` when it was not
-/// recording) and its finished children.
-pub(super) type Ended = (Option<Record>, Children);
-
 impl State {
-    fn take_ended(&mut self) -> Ended {
-        (self.record.take(), std::mem::take(&mut self.children))
+    pub(super) fn new(record: Record) -> Self {
+        State {
+            record,
+            children: Children::default(),
+            child_errors: ErrorOrigins::default(),
+        }
     }
 }
 
@@ -86,7 +86,6 @@ impl Node {
             started: Instant::now(),
             slot: u32::MAX,
             child_panic: AtomicU64::new(0),
-            state: Mutex::default(),
         })
     }
 
@@ -180,7 +179,7 @@ impl Node {
         );
         let mut registered = true;
         let node = Arc::new_cyclic(|me| {
-            let slot = trace.register(me.clone());
+            let slot = trace.register(me.clone(), id, record);
             registered = slot.is_some();
             Node {
                 depth: parent.as_ref().map_or(0, |p| p.depth + 1),
@@ -193,11 +192,6 @@ impl Node {
                 started,
                 slot: slot.unwrap_or(u32::MAX),
                 child_panic: AtomicU64::new(0),
-                state: Mutex::new(State {
-                    record: registered.then_some(record),
-                    children: Children::default(),
-                    child_errors: ErrorOrigins::default(),
-                }),
             }
         });
         registered.then_some(node)
@@ -213,6 +207,11 @@ impl Node {
             }
             n = n.parent.as_ref()?;
         }
+    }
+
+    /// Where the trace holds its state while it is open.
+    pub(super) fn slot(&self) -> u32 {
+        self.slot
     }
 
     pub(crate) fn id(&self) -> SegmentId {
@@ -242,10 +241,8 @@ impl Node {
 
     /// The node's name, for messages about it.
     pub(crate) fn name(&self) -> String {
-        lock(&self.state)
-            .record
-            .as_ref()
-            .map_or_else(String::new, |r| r.name.to_string())
+        self.with_state(|s| s.record.name.to_string())
+            .unwrap_or_default()
     }
 
     /// The header for a call made from code running under this node: `Parent` is the
@@ -261,9 +258,15 @@ impl Node {
 
     /// Runs `f` on the document if the node is still recording.
     pub(crate) fn with_record(&self, f: impl FnOnce(&mut Record)) {
-        if let Some(r) = lock(&self.state).record.as_mut() {
-            f(r);
+        self.with_state(|s| f(&mut s.record));
+    }
+
+    /// Runs `f` on what the trace holds for the node, while it is open.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        if self.kind == NodeKind::Facade {
+            return None;
         }
+        self.trace.nodes().get_mut(self.slot, self.id).map(f)
     }
 
     pub(crate) fn put_annotation(&self, key: impl Key, value: AnnotationValue) {
@@ -346,20 +349,23 @@ impl Node {
             return;
         };
         let key = ErrorOrigins::key(&top.kind, &top.message);
-        let mut state = lock(&self.state);
+        let origin = top.id;
+        let mut nodes = self.trace.nodes();
+        let Some(state) = nodes.get_mut(self.slot, self.id) else {
+            return;
+        };
         let from_child = state.child_errors.get(key);
-        let origin = from_child.unwrap_or(top.id);
-        if let Some(r) = state.record.as_mut() {
-            kind.set_flags(r);
-            match from_child {
-                Some(id) if r.cause.is_none() => r.cause = Some(Box::new(Cause::Ref(id))),
-                Some(_) => {}
-                None => r.add_exceptions(exceptions),
-            }
+        let r = &mut state.record;
+        kind.set_flags(r);
+        match from_child {
+            Some(id) if r.cause.is_none() => r.cause = Some(Box::new(Cause::Ref(id))),
+            Some(_) => {}
+            None => r.add_exceptions(exceptions),
         }
-        drop(state);
-        if let Some(parent) = self.parent.as_ref().filter(|p| p.is_recording()) {
-            lock(&parent.state).child_errors.insert(key, origin);
+        if let Some(parent) = self.parent.as_ref() {
+            if let Some(state) = nodes.get_mut(parent.slot, parent.id) {
+                state.child_errors.insert(key, from_child.unwrap_or(origin));
+            }
         }
     }
 
@@ -408,28 +414,18 @@ impl Node {
                 for n in self.trace.close() {
                     n.end_with(Some(ENDED_AT_INVOCATION_END));
                 }
-                let ended = self.take_ended();
-                self.finish(ended, incomplete, None);
+                self.finish(self.trace.nodes(), incomplete);
             }
             NodeKind::Child => {
-                // Marked ended under the lock it is taken under anyway (so one lock does
-                // both), and left registered while it finishes (so the trace's lock is
-                // taken once, at the end): the root's end, meanwhile, finds it ended.
-                let ended = {
-                    let mut state = lock(&self.state);
-                    if self.ended.load(Ordering::Acquire) {
-                        return;
-                    }
-                    self.ended.store(true, Ordering::Release);
-                    state.take_ended()
-                };
-                self.finish(ended, incomplete, Some(self.slot));
+                // Marked ended under the lock its end takes anyway.
+                let nodes = self.trace.nodes();
+                if self.ended.load(Ordering::Acquire) {
+                    return;
+                }
+                self.ended.store(true, Ordering::Release);
+                self.finish(nodes, incomplete);
             }
         }
-    }
-
-    fn take_ended(&self) -> Ended {
-        lock(&self.state).take_ended()
     }
 
     /// Sends the node marked abandoned if nobody ended it.
@@ -528,17 +524,14 @@ mod tests {
                     ErrorKind::Fault,
                 );
             }
-            assert_eq!(lock(&parent.state).child_errors.len(), ErrorOrigins::MAX);
+            let errors = parent.with_state(|s| s.child_errors.len());
+            assert_eq!(errors, Some(ErrorOrigins::MAX));
             parent
         };
         let cause_of = |n: &Node, message: String| {
             n.add_exceptions(exception::from_text("E", message, None), ErrorKind::Fault);
-            lock(&n.state)
-                .record
-                .as_ref()
-                .unwrap()
-                .cause
-                .clone()
+            n.with_state(|s| s.record.cause.clone())
+                .flatten()
                 .map(|c| *c)
                 .unwrap()
         };

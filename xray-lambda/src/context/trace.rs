@@ -3,12 +3,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::document::Clock;
+use crate::document::{Children, Clock, Record};
 use crate::emitter::Emitter;
 use crate::header::{Sampling, TraceHeader};
 use crate::id::{SegmentId, TraceId};
 
-use super::node::Node;
+use super::node::{Node, State};
 
 /// Locks, recovering from poisoning: a panic elsewhere must not stop tracing here.
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,9 +31,10 @@ pub(crate) struct Trace {
     clock: Clock,
     /// Set when the trace's root node ended: nothing begun after that is recorded in it.
     closed: AtomicBool,
-    /// Nodes begun and not yet ended, so the root's end can end them, and what is held
-    /// for the trace: kept under one lock, so a node's end takes it once.
-    open: Mutex<OpenNodes>,
+    /// Its nodes begun and not yet ended, with their documents and finished children:
+    /// under one lock, so that beginning a subsegment takes it once, and so does
+    /// ending one (taking its document, nesting it in its parent's).
+    nodes: Mutex<Nodes>,
     /// Past this many pending subsegments, the largest subtrees are sent early.
     pub(super) streaming_threshold: usize,
     /// Held for every send, so sends of one trace happen in order.
@@ -81,7 +82,7 @@ impl Trace {
             emitter: emitter.filter(|_| sampled),
             clock: Clock::new(),
             closed: AtomicBool::new(false),
-            open: Mutex::new(OpenNodes::default()),
+            nodes: Mutex::new(Nodes::default()),
             streaming_threshold,
             emission: Mutex::new(()),
             last_current: Mutex::new(Weak::new()),
@@ -126,58 +127,128 @@ impl Trace {
         TraceHeader::from_parts(self.root, Some(parent), sampling, &self.extra)
     }
 
-    /// Registers a node being created, unless the trace is closed. The slot it gives
-    /// back makes [`Self::unregister`] O(1).
-    pub(super) fn register(&self, node: Weak<Node>) -> Option<u32> {
-        let mut open = lock(&self.open);
+    /// Registers a node being created, with its document, unless the trace is closed.
+    /// The slot it gives back finds it again in O(1).
+    pub(super) fn register(&self, node: Weak<Node>, id: SegmentId, record: Record) -> Option<u32> {
+        let mut nodes = lock(&self.nodes);
         if self.is_closed() {
             return None;
         }
-        Some(open.insert(node))
+        Some(nodes.insert(Slot {
+            node,
+            id,
+            state: State::new(record),
+        }))
     }
 
-    /// Notes that the node in `slot` (if any) ended, and that what is held for the
-    /// trace changed by `change`; gives whether it now holds more than `bound`.
-    pub(super) fn settle(&self, slot: Option<u32>, change: Pending, bound: Pending) -> bool {
-        let mut open = lock(&self.open);
-        if let Some(slot) = slot {
-            open.remove(slot);
-        }
-        open.pending = open.pending.plus(change);
-        open.pending.exceeds(bound)
+    /// The open nodes' documents and finished children. Nothing that could end or drop
+    /// a node may run while this is held: ending one takes it.
+    pub(super) fn nodes(&self) -> MutexGuard<'_, Nodes> {
+        lock(&self.nodes)
     }
 
     /// What the trace holds, waiting to be nested.
+    #[cfg(test)]
     pub(super) fn pending(&self) -> Pending {
-        lock(&self.open).pending
-    }
-
-    /// The nodes open now.
-    pub(super) fn open_nodes(&self) -> Vec<Arc<Node>> {
-        lock(&self.open).nodes()
+        lock(&self.nodes).pending
     }
 
     /// Closes the trace and gives the nodes still open, deepest first (so children are
-    /// ended, and sent, before their parents).
+    /// ended, and sent, before their parents). They stay registered until each ends.
     pub(super) fn close(&self) -> Vec<Arc<Node>> {
-        let drained = {
-            let mut open = lock(&self.open);
+        let mut open = {
+            let nodes = lock(&self.nodes);
             self.closed.store(true, Ordering::Release);
-            open.drain()
+            nodes.open()
         };
-        let mut nodes: Vec<Arc<Node>> = drained.iter().filter_map(Weak::upgrade).collect();
-        nodes.sort_by_key(|n| std::cmp::Reverse(n.depth()));
-        nodes
+        open.sort_by_key(|n| std::cmp::Reverse(n.depth()));
+        open
     }
 }
 
-/// The open nodes of a trace (a slab, so a node leaves it in O(1) by its slot), and the
-/// size of the finished subtrees they hold.
+/// The open nodes of a trace, by slot (freed slots are reused), and the size of the
+/// finished subtrees they hold.
 #[derive(Debug, Default)]
-struct OpenNodes {
-    slots: Vec<Option<Weak<Node>>>,
+pub(super) struct Nodes {
+    slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    pending: Pending,
+    pub(super) pending: Pending,
+}
+
+#[derive(Debug)]
+struct Slot {
+    node: Weak<Node>,
+    id: SegmentId,
+    state: State,
+}
+
+impl Nodes {
+    fn insert(&mut self, slot: Slot) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The state of node `id`, registered in `slot`.
+    pub(super) fn get_mut(&mut self, slot: u32, id: SegmentId) -> Option<&mut State> {
+        match self.slots.get_mut(slot as usize) {
+            Some(Some(s)) if s.id == id => Some(&mut s.state),
+            _ => None,
+        }
+    }
+
+    /// Takes node `id` out of `slot`, giving its state.
+    pub(super) fn remove(&mut self, slot: u32, id: SegmentId) -> Option<State> {
+        let s = self.slots.get_mut(slot as usize)?;
+        if s.as_ref().is_none_or(|s| s.id != id) {
+            return None;
+        }
+        let taken = s.take()?;
+        self.free.push(slot);
+        Some(taken.state)
+    }
+
+    /// Every registered node's state, by slot and id.
+    pub(super) fn states_mut(&mut self) -> impl Iterator<Item = (u32, SegmentId, &mut State)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|s| (i as u32, s.id, &mut s.state)))
+    }
+
+    /// The registered nodes still alive, for the caller to drop after the lock.
+    fn open(&self) -> Vec<Arc<Node>> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|s| s.node.upgrade())
+            .collect()
+    }
+
+    /// Copies of the registered nodes' documents and children, with the nodes (for the
+    /// caller to drop after the lock).
+    pub(super) fn copies(&self) -> Vec<(Arc<Node>, Record, Children)> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|s| {
+                let node = s.node.upgrade()?;
+                Some((node, s.state.record.clone(), s.state.children.clone()))
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
 }
 
 /// Finished subtrees held to be nested, or a change to them: bytes and subsegments.
@@ -197,7 +268,7 @@ impl Pending {
         }
     }
 
-    fn plus(self, other: Pending) -> Pending {
+    pub(super) fn plus(self, other: Pending) -> Pending {
         Pending {
             bytes: self.bytes.saturating_add(other.bytes),
             count: self.count.saturating_add(other.count),
@@ -217,66 +288,43 @@ impl Pending {
     }
 }
 
-impl OpenNodes {
-    fn insert(&mut self, node: Weak<Node>) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(node);
-                i
-            }
-            None => {
-                self.slots.push(Some(node));
-                (self.slots.len() - 1) as u32
-            }
-        }
-    }
-
-    fn remove(&mut self, slot: u32) {
-        if let Some(s) = self.slots.get_mut(slot as usize) {
-            if s.take().is_some() {
-                self.free.push(slot);
-            }
-        }
-    }
-
-    fn nodes(&self) -> Vec<Arc<Node>> {
-        self.slots
-            .iter()
-            .flatten()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    fn drain(&mut self) -> Vec<Weak<Node>> {
-        self.free.clear();
-        self.slots.drain(..).flatten().collect()
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::Kind;
+    use crate::id::TraceId;
+
+    fn slot(id: SegmentId) -> Slot {
+        let record = Record::new(
+            "n".into(),
+            id,
+            TraceId::new(),
+            None,
+            Kind::Subsegment,
+            Clock::new().timestamp(std::time::Instant::now()),
+        );
+        Slot {
+            node: Weak::new(),
+            id,
+            state: State::new(record),
+        }
+    }
 
     #[test]
-    fn slots_are_reused_and_removal_is_by_slot() {
-        let mut open = OpenNodes::default();
-        let a = open.insert(Weak::new());
-        let b = open.insert(Weak::new());
-        let c = open.insert(Weak::new());
-        open.remove(b);
-        open.remove(b); // twice: no effect
-        assert_eq!(open.len(), 2);
-        assert_eq!(open.insert(Weak::new()), b, "a freed slot is reused");
-        open.remove(a);
-        open.remove(c);
-        assert_eq!(open.len(), 1);
-        assert_eq!(open.drain().len(), 1);
-        open.remove(c); // after a drain: no effect
-        assert_eq!(open.len(), 0);
+    fn slots_are_reused_and_found_only_by_their_node() {
+        let mut nodes = Nodes::default();
+        let ids: Vec<SegmentId> = (0..3).map(|_| SegmentId::random()).collect();
+        let [a, b, c] = [0, 1, 2].map(|i| nodes.insert(slot(ids[i])));
+        assert!(nodes.remove(b, ids[1]).is_some());
+        assert!(nodes.remove(b, ids[1]).is_none(), "twice: no effect");
+        assert_eq!(nodes.len(), 2);
+        let later = SegmentId::random();
+        assert_eq!(nodes.insert(slot(later)), b, "a freed slot is reused");
+        assert!(nodes.get_mut(b, ids[1]).is_none(), "by its new node only");
+        assert!(nodes.get_mut(b, later).is_some());
+        assert!(nodes.remove(a, ids[0]).is_some());
+        assert!(nodes.remove(c, ids[2]).is_some());
+        assert_eq!(nodes.len(), 1);
+        assert!(nodes.get_mut(7, later).is_none());
     }
 }

@@ -79,8 +79,9 @@ impl Children {
         record: Record,
         its_children: Children,
         limit: usize,
-    ) -> Vec<Subtree> {
-        self.push(record, its_children, limit).1
+    ) -> (Vec<Subtree>, Option<Shrunk>) {
+        let (_, overflow, shrunk) = self.push(record, its_children, limit);
+        (overflow, shrunk)
     }
 
     fn push(
@@ -88,7 +89,7 @@ impl Children {
         mut record: Record,
         its_children: Children,
         limit: usize,
-    ) -> (Child, Vec<Subtree>) {
+    ) -> (Child, Vec<Subtree>, Option<Shrunk>) {
         if self.json.capacity() == 0 {
             // Room for a few dozen small children at once, rather than growing a few
             // bytes at a time.
@@ -96,7 +97,7 @@ impl Children {
             self.items.reserve(INITIAL_CHILDREN);
         }
         let start = self.json.len();
-        write_fitting(&mut record, &mut self.json, start, limit);
+        let shrunk = write_fitting(&mut record, &mut self.json, start, limit);
         let own = self.json.len() - start;
         let room = limit.saturating_sub(own + SUBSEGMENTS_OPEN.len() + SUBSEGMENTS_CLOSE);
         let (nested, overflow) = if its_children.items.is_empty() {
@@ -129,13 +130,13 @@ impl Children {
         self.items.push(child);
         self.count += count;
         if overflow.is_empty() {
-            return (child, Vec::new());
+            return (child, Vec::new(), shrunk);
         }
         let overflow = overflow
             .into_iter()
             .map(|c| its_children.subtree(&c, Kind::Subsegment))
             .collect();
-        (child, overflow)
+        (child, overflow, shrunk)
     }
 
     /// Moves `other`'s children after these.
@@ -236,10 +237,10 @@ impl Subtree {
         record: Record,
         children: Children,
         limit: usize,
-    ) -> (Subtree, Vec<Subtree>) {
+    ) -> (Subtree, Vec<Subtree>, Option<Shrunk>) {
         let kind = record.kind;
         let mut one = Children::default();
-        let (child, overflow) = one.push(record, children, limit);
+        let (child, overflow, shrunk) = one.push(record, children, limit);
         // The one child is the whole buffer: it becomes the subtree's, uncopied.
         let subtree = Subtree {
             trace_id: child.trace_id,
@@ -247,7 +248,7 @@ impl Subtree {
             kind,
             json: one.json,
         };
-        (subtree, overflow)
+        (subtree, overflow, shrunk)
     }
 
     /// Writes it as a document of its own: the nested form with `trace_id` (and, for a
@@ -269,18 +270,53 @@ impl Subtree {
     }
 }
 
+/// A document that was cut to fit in one datagram: reported by the caller once it
+/// holds no lock (a subscriber may call back into tracing).
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Shrunk {
+    name: String,
+    bytes: usize,
+    cuts: Vec<Shrink>,
+}
+
+impl Shrunk {
+    /// Logs the one warning for it.
+    pub(crate) fn report(self) {
+        tracing::warn!(
+            name = %self.name,
+            bytes = self.bytes,
+            cut = ?self.cuts,
+            "X-Ray document exceeds one datagram; shrunk to fit"
+        );
+    }
+}
+
+/// Reports what was shrunk, if anything.
+pub(crate) fn report(shrunk: Option<Shrunk>) {
+    if let Some(s) = shrunk {
+        s.report();
+    }
+}
+
 /// Writes the record's own fields at `start` in `out` (an object left open for
 /// `subsegments`), applying [`Shrink`] steps, each as often as it helps, until they fit
 /// in `limit` bytes.
-fn write_fitting(record: &mut Record, out: &mut Vec<u8>, start: usize, limit: usize) {
+fn write_fitting(
+    record: &mut Record,
+    out: &mut Vec<u8>,
+    start: usize,
+    limit: usize,
+) -> Option<Shrunk> {
     let mut steps = Shrink::ALL.iter().peekable();
+    let mut shrunk: Option<Shrunk> = None;
     loop {
         out.truncate(start);
         write_fields(record, out);
         // The closing brace is one more byte.
         let size = out.len() - start;
         if size < limit {
-            return;
+            return shrunk;
         }
         let step = loop {
             match steps.peek() {
@@ -289,15 +325,19 @@ fn write_fitting(record: &mut Record, out: &mut Vec<u8>, start: usize, limit: us
                     steps.next();
                 }
                 // Only names, ids, times and flags are left: they always fit.
-                None => return,
+                None => return shrunk,
             }
         };
-        tracing::warn!(
-            name = %record.name,
-            bytes = size,
-            cut = ?step,
-            "X-Ray document exceeds one datagram; shrinking it"
-        );
+        let cuts = &mut shrunk
+            .get_or_insert_with(|| Shrunk {
+                name: record.name.to_string(),
+                bytes: size,
+                cuts: Vec::new(),
+            })
+            .cuts;
+        if cuts.last() != Some(&step) {
+            cuts.push(step);
+        }
     }
 }
 
@@ -566,7 +606,7 @@ mod tests {
     }
 
     fn encode(r: Record, children: Children) -> Subtree {
-        let (s, overflow) = Subtree::encode(r, children, LIMIT);
+        let (s, overflow, _) = Subtree::encode(r, children, LIMIT);
         assert!(overflow.is_empty());
         s
     }
@@ -761,7 +801,7 @@ mod tests {
         ] {
             children.add(named(name, &parent, bytes), Children::default(), LIMIT);
         }
-        let (s, overflow) = Subtree::encode(parent, children, LIMIT);
+        let (s, overflow, _) = Subtree::encode(parent, children, LIMIT);
         let alone: Vec<Value> = overflow.iter().map(document).collect();
         assert_eq!(
             names(&alone),
@@ -811,7 +851,7 @@ mod tests {
         let mut sent_alone = Vec::new();
         for level in 1..=(MAX_NESTING + 5) {
             let mut next = Children::default();
-            let overflow = next.add(record(), children, LIMIT);
+            let (overflow, _) = next.add(record(), children, LIMIT);
             if let Some(o) = overflow.first() {
                 sent_alone.push((level, depth(&document(o))));
             }

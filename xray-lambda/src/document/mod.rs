@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::id::{SegmentId, TraceId};
 
-pub(crate) use encode::{Children, Subtree, MAX_DOCUMENT_PREFIX};
+pub(crate) use encode::{report, Children, Shrunk, Subtree, MAX_DOCUMENT_PREFIX};
 pub(crate) use shrink::Shrink;
 /// Metadata namespace when none is given.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";

@@ -83,7 +83,11 @@ impl Shared {
             self.settings.streaming_threshold,
         );
         let facade = Node::facade(trace, parent);
-        let handler = Node::child(facade.clone(), self.settings.names.handler.clone().into(), true);
+        let handler = Node::child(
+            facade.clone(),
+            self.settings.names.handler.clone().into(),
+            true,
+        );
         self.annotate(handler.as_deref(), cold);
         Opened {
             context: Some(TraceContext::Node(handler.clone().unwrap_or(facade))),

@@ -377,7 +377,8 @@ where
                 },
             }
         } else {
-            let Some(node) = Node::child(parent.node().clone(), Cow::Borrowed(metadata.name()), false)
+            let Some(node) =
+                Node::child(parent.node().clone(), Cow::Borrowed(metadata.name()), false)
             else {
                 return;
             };

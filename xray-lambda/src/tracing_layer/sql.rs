@@ -83,7 +83,8 @@ impl Query {
     pub(crate) fn record(self, settings: &SqlSettings, parent: &Arc<Node>) {
         let now = Instant::now();
         let started = self.elapsed.and_then(|e| now.checked_sub(e)).unwrap_or(now);
-        let Some(node) = Node::child_since(parent.clone(), settings.name.clone(), false, started) else {
+        let Some(node) = Node::child_since(parent.clone(), settings.name.clone(), false, started)
+        else {
             return;
         };
         let sql = self.text().map(|sanitized_query| Sql {
