@@ -45,27 +45,26 @@ impl Node {
         mut nodes: MutexGuard<'_, Nodes>,
         incomplete: Option<&'static str>,
     ) {
-        let Some(State {
-            mut record,
-            children,
-            ..
-        }) = nodes.remove(self.slot(), self.id())
-        else {
+        let end = self.trace.clock().timestamp(Instant::now());
+        let me = (self.slot(), self.id());
+        let parent = self.parent.as_ref().map(|p| (p.slot(), p.id()));
+        let Some((mine, parent)) = nodes.with_parent_mut(me, parent) else {
             return;
         };
-        let released = Pending::new(children.bytes(), children.count());
-        record.end_time = Some(self.trace.clock().timestamp(Instant::now()));
+        mine.record.end_time = Some(end);
         if let Some(reason) = incomplete {
-            record.note_incomplete(reason);
+            mine.record.note_incomplete(reason);
         }
-        let parent = self
-            .parent
-            .as_ref()
-            .and_then(|p| nodes.get_mut(p.slot(), p.id()));
         if let Some(parent) = parent {
+            // Encoded in place, from the slot straight into the parent's children.
+            let released = Pending::new(mine.children.bytes(), mine.children.count());
             let before = Pending::new(parent.children.bytes(), parent.children.count());
-            let (overflow, shrunk) = parent.children.add(record, children, MAX_SUBTREE);
+            let (overflow, shrunk) =
+                parent
+                    .children
+                    .add(&mut mine.record, &mine.children, MAX_SUBTREE);
             let after = Pending::new(parent.children.bytes(), parent.children.count());
+            nodes.free(me.0);
             nodes.pending = nodes.pending.plus(after.minus(before).minus(released));
             let over = nodes.pending.exceeds(self.trace.bounds(1, 1));
             drop(nodes);
@@ -76,7 +75,15 @@ impl Node {
             }
             return;
         }
-        nodes.pending = nodes.pending.minus(released);
+        let Some(State {
+            record, children, ..
+        }) = nodes.remove(me.0, me.1)
+        else {
+            return;
+        };
+        nodes.pending = nodes
+            .pending
+            .minus(Pending::new(children.bytes(), children.count()));
         drop(nodes);
         let (subtree, overflow, shrunk) = Subtree::encode(record, children, MAX_SUBTREE);
         report(shrunk);
@@ -190,7 +197,7 @@ impl Trace {
             match node.parent.as_ref().filter(|p| p.is_recording()) {
                 Some(parent) => {
                     let siblings = open_children.entry(parent.id()).or_default();
-                    let (overflow, cut) = siblings.add(record, children, MAX_SUBTREE);
+                    let (overflow, cut) = siblings.add(&mut record, &children, MAX_SUBTREE);
                     out.extend(overflow);
                     shrunk.extend(cut);
                 }

@@ -215,6 +215,34 @@ impl Nodes {
         Some(taken.state)
     }
 
+    /// The state of node `id` in `slot`, and that of its parent (when registered).
+    pub(super) fn with_parent_mut(
+        &mut self,
+        (slot, id): (u32, SegmentId),
+        parent: Option<(u32, SegmentId)>,
+    ) -> Option<(&mut State, Option<&mut State>)> {
+        let (i, p) = (slot as usize, parent.map(|(s, id)| (s as usize, id)));
+        let matches = |s: &Option<Slot>, id| s.as_ref().is_some_and(|s| s.id == id);
+        if !self.slots.get(i).is_some_and(|s| matches(s, id)) {
+            return None;
+        }
+        match p.filter(|&(p, pid)| p != i && self.slots.get(p).is_some_and(|s| matches(s, pid))) {
+            Some((p, _)) => {
+                let [mine, theirs] = self.slots.get_disjoint_mut([i, p]).ok()?;
+                Some((&mut mine.as_mut()?.state, Some(&mut theirs.as_mut()?.state)))
+            }
+            None => Some((&mut self.slots.get_mut(i)?.as_mut()?.state, None)),
+        }
+    }
+
+    /// Frees `slot`, dropping what it held in place.
+    pub(super) fn free(&mut self, slot: u32) {
+        if let Some(s) = self.slots.get_mut(slot as usize).filter(|s| s.is_some()) {
+            *s = None;
+            self.free.push(slot);
+        }
+    }
+
     /// Every registered node's state, by slot and id.
     pub(super) fn states_mut(&mut self) -> impl Iterator<Item = (u32, SegmentId, &mut State)> {
         self.slots

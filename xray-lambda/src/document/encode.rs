@@ -76,8 +76,8 @@ impl Children {
     /// any nested too deep, are given back (largest first) to be sent on their own.
     pub(crate) fn add(
         &mut self,
-        record: Record,
-        its_children: Children,
+        record: &mut Record,
+        its_children: &Children,
         limit: usize,
     ) -> (Vec<Subtree>, Option<Shrunk>) {
         let (_, overflow, shrunk) = self.push(record, its_children, limit);
@@ -86,8 +86,8 @@ impl Children {
 
     fn push(
         &mut self,
-        mut record: Record,
-        its_children: Children,
+        record: &mut Record,
+        its_children: &Children,
         limit: usize,
     ) -> (Child, Vec<Subtree>, Option<Shrunk>) {
         if self.json.capacity() == 0 {
@@ -97,7 +97,7 @@ impl Children {
             self.items.reserve(INITIAL_CHILDREN);
         }
         let start = self.json.len();
-        let shrunk = write_fitting(&mut record, &mut self.json, start, limit);
+        let shrunk = write_fitting(record, &mut self.json, start, limit);
         let own = self.json.len() - start;
         let room = limit.saturating_sub(own + SUBSEGMENTS_OPEN.len() + SUBSEGMENTS_CLOSE);
         let (nested, overflow) = if its_children.items.is_empty() {
@@ -234,13 +234,13 @@ impl Subtree {
     /// Encodes `record` to be sent on its own, with as many of `children` nested as fit
     /// in `limit` bytes (see [`Children::add`]); gives back the children that did not.
     pub(crate) fn encode(
-        record: Record,
+        mut record: Record,
         children: Children,
         limit: usize,
     ) -> (Subtree, Vec<Subtree>, Option<Shrunk>) {
         let kind = record.kind;
         let mut one = Children::default();
-        let (child, overflow, shrunk) = one.push(record, children, limit);
+        let (child, overflow, shrunk) = one.push(&mut record, &children, limit);
         // The one child is the whole buffer: it becomes the subtree's, uncopied.
         let subtree = Subtree {
             trace_id: child.trace_id,
@@ -768,12 +768,12 @@ mod tests {
     #[test]
     fn children_are_nested_without_the_fields_a_document_needs_alone() {
         let parent = record();
-        let b = named("b", &parent, 0);
+        let mut b = named("b", &parent, 0);
         let mut under_b = Children::default();
-        under_b.add(named("c", &b, 0), Children::default(), LIMIT);
+        under_b.add(&mut named("c", &b, 0), &Children::default(), LIMIT);
         let mut children = Children::default();
-        children.add(named("a", &parent, 0), Children::default(), LIMIT);
-        children.add(b, under_b, LIMIT);
+        children.add(&mut named("a", &parent, 0), &Children::default(), LIMIT);
+        children.add(&mut b, &under_b, LIMIT);
         assert_eq!(children.count(), 3);
         let doc = document(&encode(parent, children));
         let nested = doc["subsegments"].as_array().unwrap();
@@ -799,7 +799,11 @@ mod tests {
             ("medium", 30_000),
             ("larger", 50_000),
         ] {
-            children.add(named(name, &parent, bytes), Children::default(), LIMIT);
+            children.add(
+                &mut named(name, &parent, bytes),
+                &Children::default(),
+                LIMIT,
+            );
         }
         let (s, overflow, _) = Subtree::encode(parent, children, LIMIT);
         let alone: Vec<Value> = overflow.iter().map(document).collect();
@@ -826,9 +830,9 @@ mod tests {
         let ids: Vec<SegmentId> = ["a", "b", "c"]
             .into_iter()
             .map(|n| {
-                let r = named(n, &parent, 0);
+                let mut r = named(n, &parent, 0);
                 let id = r.id;
-                children.add(r, Children::default(), LIMIT);
+                children.add(&mut r, &Children::default(), LIMIT);
                 id
             })
             .collect();
@@ -851,7 +855,7 @@ mod tests {
         let mut sent_alone = Vec::new();
         for level in 1..=(MAX_NESTING + 5) {
             let mut next = Children::default();
-            let (overflow, _) = next.add(record(), children, LIMIT);
+            let (overflow, _) = next.add(&mut record(), &children, LIMIT);
             if let Some(o) = overflow.first() {
                 sent_alone.push((level, depth(&document(o))));
             }
