@@ -24,8 +24,8 @@ use crate::emitter::MAX_SUBTREE;
 use crate::exception;
 use crate::id::SegmentId;
 
-use super::node::{Node, State};
-use super::trace::{lock, Nodes, Pending, Trace};
+use super::node::Node;
+use super::trace::{lock, Ending, Nodes, Pending, Trace};
 
 /// The most subtrees sent early at once.
 const MAX_BURST: usize = 32;
@@ -37,62 +37,51 @@ pub(crate) const ENDED_BY_DEADLINE: &str =
     "about to time out: sent before the deadline while still running";
 
 impl Node {
-    /// Encodes the node's record with its finished children into its parent's; a
-    /// top-level node (or one whose parent already ended) is sent. `nodes` is the
-    /// trace's lock, taken by the caller to decide that the node ends.
-    pub(super) fn finish(
-        &self,
-        mut nodes: MutexGuard<'_, Nodes>,
-        incomplete: Option<&'static str>,
-    ) {
+    /// Ends the node: its document, with its finished children, is nested in its
+    /// parent's, or sent when it has no open parent. `nodes` is the trace's lock, taken
+    /// by the caller to decide that the node ends.
+    pub(super) fn finish(&self, mut nodes: MutexGuard<'_, Nodes>, incomplete: Option<&str>) {
         let end = self.trace.clock().timestamp(Instant::now());
-        let me = (self.slot(), self.id());
-        let parent = self.parent.as_ref().map(|p| (p.slot(), p.id()));
-        let Some((mine, parent)) = nodes.with_parent_mut(me, parent) else {
-            return;
-        };
-        mine.record.end_time = Some(end);
-        if let Some(reason) = incomplete {
-            mine.record.note_incomplete(reason);
-        }
-        if let Some(parent) = parent {
-            // Encoded in place, from the slot straight into the parent's children.
-            let released = Pending::new(mine.children.bytes(), mine.children.count());
-            let before = Pending::new(parent.children.bytes(), parent.children.count());
-            let (overflow, shrunk) =
-                parent
-                    .children
-                    .add(&mut mine.record, &mine.children, MAX_SUBTREE);
-            let after = Pending::new(parent.children.bytes(), parent.children.count());
-            nodes.free(me.0);
-            nodes.pending = nodes.pending.plus(after.minus(before).minus(released));
-            let over = nodes.pending.exceeds(self.trace.bounds(1, 1));
-            drop(nodes);
-            report(shrunk);
-            self.trace.send(&overflow);
-            if over {
-                self.trace.stream();
-            }
-            return;
-        }
-        let Some(State {
-            record, children, ..
-        }) = nodes.remove(me.0, me.1)
-        else {
-            return;
-        };
-        nodes.pending = nodes
-            .pending
-            .minus(Pending::new(children.bytes(), children.count()));
+        let ending = nodes.end(
+            self.slot(),
+            self.id(),
+            end,
+            incomplete,
+            self.trace.bounds(1, 1),
+        );
         drop(nodes);
-        let (subtree, overflow, shrunk) = Subtree::encode(record, children, MAX_SUBTREE);
-        report(shrunk);
-        self.trace.send(&overflow);
-        self.trace.send(std::slice::from_ref(&subtree));
+        if let Some(ending) = ending {
+            self.trace.deliver(ending);
+        }
     }
 }
 
 impl Trace {
+    /// Does what ending a node left to do: reports what was shrunk, sends what goes on
+    /// its own, and streams when the trace holds too much.
+    pub(super) fn deliver(&self, ending: Ending) {
+        match ending {
+            Ending::Nested {
+                overflow,
+                shrunk,
+                over,
+            } => {
+                report(shrunk);
+                self.send(&overflow);
+                if over {
+                    self.stream();
+                }
+            }
+            Ending::Alone(alone) => {
+                let (record, children) = *alone;
+                let (subtree, overflow, shrunk) = Subtree::encode(record, children, MAX_SUBTREE);
+                report(shrunk);
+                self.send(&overflow);
+                self.send(std::slice::from_ref(&subtree));
+            }
+        }
+    }
+
     /// Sends `subtrees`, each as a document of its own, in order with every other send
     /// of the trace.
     pub(super) fn send(&self, subtrees: &[Subtree]) {
@@ -109,7 +98,7 @@ impl Trace {
 
     /// `numerator / denominator` of what a trace may hold: one datagram's bytes, and the
     /// streaming threshold's subsegments.
-    fn bounds(&self, numerator: usize, denominator: usize) -> Pending {
+    pub(super) fn bounds(&self, numerator: usize, denominator: usize) -> Pending {
         Pending::new(
             MAX_SUBTREE / denominator * numerator,
             self.streaming_threshold / denominator * numerator,
@@ -166,27 +155,23 @@ impl Trace {
         }
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
-        let mut copies = self.nodes().copies();
-        copies.sort_by_key(|(n, ..)| std::cmp::Reverse(n.depth()));
-        // The nodes are let go only after the lock: a node's last reference ending it
-        // sends it, which takes the lock.
-        let (alive, copies): (Vec<_>, Vec<_>) =
-            copies.into_iter().map(|(n, r, c)| (n, (r, c))).unzip();
+        let copies = self.nodes().copies();
         // Copies of open children, waiting for their (open) parent to be copied.
         let mut open_children: HashMap<SegmentId, Children> = HashMap::new();
         let mut out = Vec::new();
         let mut shrunk = Vec::new();
-        for (node, (mut record, mut children)) in alive.iter().zip(copies) {
+        for copy in copies {
+            let (mut record, mut children) = (copy.record, copy.children);
             // Open children go after the finished ones: they began before most of them
             // ended, but X-Ray orders subsegments by time, not by position.
-            if let Some(open) = open_children.remove(&node.id()) {
+            if let Some(open) = open_children.remove(&copy.id) {
                 children.append(open);
             }
             record.end_time = Some(self.clock().timestamp(now));
             record.fault = true;
             let timeout = exception::exception(
                 TIMEOUT_TYPE.into(),
-                timeout_message(now.saturating_duration_since(node.started), left),
+                timeout_message(now.saturating_duration_since(copy.started), left),
                 None,
             );
             match record.cause.as_deref_mut() {
@@ -194,9 +179,9 @@ impl Trace {
                 _ => record.cause = Some(Box::new(Cause::exceptions(vec![timeout]))),
             }
             record.note_incomplete(ENDED_BY_DEADLINE);
-            match node.parent.as_ref().filter(|p| p.is_recording()) {
+            match copy.open_parent {
                 Some(parent) => {
-                    let siblings = open_children.entry(parent.id()).or_default();
+                    let siblings = open_children.entry(parent).or_default();
                     let (overflow, cut) = siblings.add(&mut record, &children, MAX_SUBTREE);
                     out.extend(overflow);
                     shrunk.extend(cut);
@@ -217,7 +202,6 @@ impl Trace {
             emitter.send(s);
         }
         drop(order);
-        drop(alive);
         shrunk.into_iter().for_each(Shrunk::report);
     }
 }

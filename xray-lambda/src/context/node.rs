@@ -15,7 +15,7 @@ use crate::header::TraceHeader;
 use crate::id::SegmentId;
 use crate::{panic, sanitize};
 
-use super::trace::Trace;
+use super::trace::{Slot, Trace};
 
 /// Why a subsegment was ended by something other than its own code.
 pub(crate) const ENDED_AT_INVOCATION_END: &str = "still open when the handler returned";
@@ -43,7 +43,6 @@ pub(crate) struct Node {
     depth: u32,
     pub(super) kind: NodeKind,
     ended: AtomicBool,
-    pub(super) started: Instant,
     /// Where the trace holds its state while it is open.
     slot: u32,
     /// The exception id of a panic that unwound through a child of this node (0: none),
@@ -83,7 +82,6 @@ impl Node {
             depth: 0,
             kind: NodeKind::Facade,
             ended: AtomicBool::new(false),
-            started: Instant::now(),
             slot: u32::MAX,
             child_panic: AtomicU64::new(0),
         })
@@ -177,24 +175,23 @@ impl Node {
             document_kind,
             trace.clock().timestamp(started),
         );
-        let mut registered = true;
-        let node = Arc::new_cyclic(|me| {
-            let slot = trace.register(me.clone(), id, record);
-            registered = slot.is_some();
-            Node {
-                depth: parent.as_ref().map_or(0, |p| p.depth + 1),
-                trace,
-                id,
-                parent,
-                kind,
-                // A node the closed trace refused is born ended: never recorded, never sent.
-                ended: AtomicBool::new(!registered),
-                started,
-                slot: slot.unwrap_or(u32::MAX),
-                child_panic: AtomicU64::new(0),
-            }
-        });
-        registered.then_some(node)
+        let depth = parent.as_ref().map_or(0, |p| p.depth + 1);
+        let in_trace = parent
+            .as_ref()
+            .filter(|p| p.kind != NodeKind::Facade)
+            .map(|p| (p.slot, p.id));
+        // A closed trace takes no new node.
+        let slot = trace.register(Slot::new(id, in_trace, depth, started, record))?;
+        Some(Arc::new(Node {
+            depth,
+            trace,
+            id,
+            parent,
+            kind,
+            ended: AtomicBool::new(false),
+            slot,
+            child_panic: AtomicU64::new(0),
+        }))
     }
 
     /// This node if it is open, else its closest ancestor that is; `None` when the
@@ -218,25 +215,24 @@ impl Node {
         self.id
     }
 
-    pub(super) fn depth(&self) -> u32 {
-        self.depth
-    }
-
     pub(crate) fn trace(&self) -> &Arc<Trace> {
         &self.trace
     }
 
-    /// Whether code may still work under this node.
+    /// Whether code may still work under this node. The end of its trace ends every
+    /// node in it.
     pub(crate) fn is_open(&self) -> bool {
         match self.kind {
             NodeKind::Facade => !self.trace.is_closed(),
-            NodeKind::Root | NodeKind::Child => !self.ended.load(Ordering::Acquire),
+            NodeKind::Root | NodeKind::Child => {
+                !self.ended.load(Ordering::Acquire) && !self.trace.is_closed()
+            }
         }
     }
 
     /// Whether calls on this node record anything.
     pub(crate) fn is_recording(&self) -> bool {
-        self.kind != NodeKind::Facade && !self.ended.load(Ordering::Acquire)
+        self.kind != NodeKind::Facade && self.is_open()
     }
 
     /// The node's name, for messages about it.
@@ -411,8 +407,8 @@ impl Node {
                 if self.ended.swap(true, Ordering::AcqRel) {
                     return;
                 }
-                for n in self.trace.close() {
-                    n.end_with(Some(ENDED_AT_INVOCATION_END));
+                for ending in self.trace.close(self.id, ENDED_AT_INVOCATION_END) {
+                    self.trace.deliver(ending);
                 }
                 self.finish(self.trace.nodes(), incomplete);
             }

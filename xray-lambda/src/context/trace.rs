@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
-use crate::document::{Children, Clock, Record};
+use crate::document::{Children, Clock, Record, Shrunk, Subtree, Timestamp};
 use crate::emitter::Emitter;
+use crate::emitter::MAX_SUBTREE;
 use crate::header::{Sampling, TraceHeader};
 use crate::id::{SegmentId, TraceId};
 
@@ -127,18 +129,15 @@ impl Trace {
         TraceHeader::from_parts(self.root, Some(parent), sampling, &self.extra)
     }
 
-    /// Registers a node being created, with its document, unless the trace is closed.
-    /// The slot it gives back finds it again in O(1).
-    pub(super) fn register(&self, node: Weak<Node>, id: SegmentId, record: Record) -> Option<u32> {
+    /// Registers a node being created, unless the trace is closed. The slot it gives
+    /// back finds it again in O(1).
+    #[inline]
+    pub(super) fn register(&self, slot: Slot) -> Option<u32> {
         let mut nodes = lock(&self.nodes);
         if self.is_closed() {
             return None;
         }
-        Some(nodes.insert(Slot {
-            node,
-            id,
-            state: State::new(record),
-        }))
+        Some(nodes.insert(slot))
     }
 
     /// The open nodes' documents and finished children. Nothing that could end or drop
@@ -153,16 +152,25 @@ impl Trace {
         lock(&self.nodes).pending
     }
 
-    /// Closes the trace and gives the nodes still open, deepest first (so children are
-    /// ended, and sent, before their parents). They stay registered until each ends.
-    pub(super) fn close(&self) -> Vec<Arc<Node>> {
-        let mut open = {
-            let nodes = lock(&self.nodes);
-            self.closed.store(true, Ordering::Release);
-            nodes.open()
-        };
-        open.sort_by_key(|n| std::cmp::Reverse(n.depth()));
-        open
+    /// Closes the trace, ending every node still open but `root` (deepest first, so
+    /// children are nested in their parents), noting `incomplete`; gives what ending
+    /// them left to send.
+    pub(super) fn close(&self, root: SegmentId, incomplete: &'static str) -> Vec<Ending> {
+        let mut nodes = lock(&self.nodes);
+        self.closed.store(true, Ordering::Release);
+        let mut open: Vec<(u32, u32, SegmentId)> = nodes
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (s.depth, i as u32, s.id)))
+            .filter(|&(.., id)| id != root)
+            .collect();
+        open.sort_unstable_by_key(|&(depth, ..)| std::cmp::Reverse(depth));
+        let end = self.clock.timestamp(Instant::now());
+        let bound = self.bounds(1, 1);
+        open.into_iter()
+            .filter_map(|(_, slot, id)| nodes.end(slot, id, end, Some(incomplete), bound))
+            .collect()
     }
 }
 
@@ -175,14 +183,64 @@ pub(super) struct Nodes {
     pub(super) pending: Pending,
 }
 
+/// An open node, as its trace holds it.
 #[derive(Debug)]
-struct Slot {
-    node: Weak<Node>,
+pub(super) struct Slot {
     id: SegmentId,
+    /// Its parent's slot and id, when the parent is a node of this trace's too (not a
+    /// facade).
+    parent: Option<(u32, SegmentId)>,
+    depth: u32,
+    started: Instant,
     state: State,
 }
 
+impl Slot {
+    #[inline]
+    pub(super) fn new(
+        id: SegmentId,
+        parent: Option<(u32, SegmentId)>,
+        depth: u32,
+        started: Instant,
+        record: Record,
+    ) -> Self {
+        Slot {
+            id,
+            parent,
+            depth,
+            started,
+            state: State::new(record),
+        }
+    }
+}
+
+/// What ending a node left to do once the trace's lock is let go.
+#[derive(Debug)]
+pub(super) enum Ending {
+    /// It was nested in its parent: send what did not fit, and stream when `over`.
+    Nested {
+        overflow: Vec<Subtree>,
+        shrunk: Option<Shrunk>,
+        over: bool,
+    },
+    /// It has no open parent: send it on its own, with its children. (Boxed: this
+    /// happens once a trace, and keeps the common case small to pass around.)
+    Alone(Box<(Record, Children)>),
+}
+
+/// A copy of an open node, as the deadline's flush sends it.
+pub(super) struct Copy {
+    pub(super) id: SegmentId,
+    /// Its parent's id, when the parent is open too.
+    pub(super) open_parent: Option<SegmentId>,
+    pub(super) depth: u32,
+    pub(super) started: Instant,
+    pub(super) record: Record,
+    pub(super) children: Children,
+}
+
 impl Nodes {
+    #[inline]
     fn insert(&mut self, slot: Slot) -> u32 {
         match self.free.pop() {
             Some(i) => {
@@ -196,6 +254,15 @@ impl Nodes {
         }
     }
 
+    fn index(&self, slot: u32, id: SegmentId) -> Option<usize> {
+        let i = slot as usize;
+        self.slots
+            .get(i)?
+            .as_ref()
+            .filter(|s| s.id == id)
+            .map(|_| i)
+    }
+
     /// The state of node `id`, registered in `slot`.
     pub(super) fn get_mut(&mut self, slot: u32, id: SegmentId) -> Option<&mut State> {
         match self.slots.get_mut(slot as usize) {
@@ -204,43 +271,61 @@ impl Nodes {
         }
     }
 
-    /// Takes node `id` out of `slot`, giving its state.
-    pub(super) fn remove(&mut self, slot: u32, id: SegmentId) -> Option<State> {
-        let s = self.slots.get_mut(slot as usize)?;
-        if s.as_ref().is_none_or(|s| s.id != id) {
-            return None;
-        }
-        let taken = s.take()?;
-        self.free.push(slot);
-        Some(taken.state)
-    }
-
-    /// The state of node `id` in `slot`, and that of its parent (when registered).
-    pub(super) fn with_parent_mut(
+    /// Ends node `id` of `slot` at `end`, noting `incomplete`: encodes it, in place,
+    /// into its parent's children when the parent is open, and frees the slot. `bound`
+    /// is what the trace may hold before it streams.
+    pub(super) fn end(
         &mut self,
-        (slot, id): (u32, SegmentId),
-        parent: Option<(u32, SegmentId)>,
-    ) -> Option<(&mut State, Option<&mut State>)> {
-        let (i, p) = (slot as usize, parent.map(|(s, id)| (s as usize, id)));
-        let matches = |s: &Option<Slot>, id| s.as_ref().is_some_and(|s| s.id == id);
-        if !self.slots.get(i).is_some_and(|s| matches(s, id)) {
-            return None;
-        }
-        match p.filter(|&(p, pid)| p != i && self.slots.get(p).is_some_and(|s| matches(s, pid))) {
-            Some((p, _)) => {
-                let [mine, theirs] = self.slots.get_disjoint_mut([i, p]).ok()?;
-                Some((&mut mine.as_mut()?.state, Some(&mut theirs.as_mut()?.state)))
-            }
-            None => Some((&mut self.slots.get_mut(i)?.as_mut()?.state, None)),
-        }
-    }
-
-    /// Frees `slot`, dropping what it held in place.
-    pub(super) fn free(&mut self, slot: u32) {
-        if let Some(s) = self.slots.get_mut(slot as usize).filter(|s| s.is_some()) {
-            *s = None;
+        slot: u32,
+        id: SegmentId,
+        end: Timestamp,
+        incomplete: Option<&str>,
+        bound: Pending,
+    ) -> Option<Ending> {
+        let i = self.index(slot, id)?;
+        let parent = self.slots[i]
+            .as_ref()
+            .and_then(|s| s.parent)
+            .and_then(|(p, pid)| self.index(p, pid));
+        let Some(p) = parent else {
+            let s = self.slots[i].take()?;
             self.free.push(slot);
+            let State {
+                mut record,
+                children,
+                ..
+            } = s.state;
+            self.pending = self
+                .pending
+                .minus(Pending::new(children.bytes(), children.count()));
+            record.end_time = Some(end);
+            if let Some(reason) = incomplete {
+                record.note_incomplete(reason);
+            }
+            return Some(Ending::Alone(Box::new((record, children))));
+        };
+        let [Some(mine), Some(theirs)] = self.slots.get_disjoint_mut([i, p]).ok()? else {
+            return None;
+        };
+        let (mine, theirs) = (&mut mine.state, &mut theirs.state);
+        mine.record.end_time = Some(end);
+        if let Some(reason) = incomplete {
+            mine.record.note_incomplete(reason);
         }
+        let released = Pending::new(mine.children.bytes(), mine.children.count());
+        let before = Pending::new(theirs.children.bytes(), theirs.children.count());
+        let (overflow, shrunk) = theirs
+            .children
+            .add(&mut mine.record, &mine.children, MAX_SUBTREE);
+        let after = Pending::new(theirs.children.bytes(), theirs.children.count());
+        self.slots[i] = None;
+        self.free.push(slot);
+        self.pending = self.pending.plus(after.minus(before).minus(released));
+        Some(Ending::Nested {
+            overflow,
+            shrunk,
+            over: self.pending.exceeds(bound),
+        })
     }
 
     /// Every registered node's state, by slot and id.
@@ -251,26 +336,26 @@ impl Nodes {
             .filter_map(|(i, s)| s.as_mut().map(|s| (i as u32, s.id, &mut s.state)))
     }
 
-    /// The registered nodes still alive, for the caller to drop after the lock.
-    fn open(&self) -> Vec<Arc<Node>> {
-        self.slots
+    /// Copies of the open nodes, deepest first.
+    pub(super) fn copies(&self) -> Vec<Copy> {
+        let mut copies: Vec<Copy> = self
+            .slots
             .iter()
             .flatten()
-            .filter_map(|s| s.node.upgrade())
-            .collect()
-    }
-
-    /// Copies of the registered nodes' documents and children, with the nodes (for the
-    /// caller to drop after the lock).
-    pub(super) fn copies(&self) -> Vec<(Arc<Node>, Record, Children)> {
-        self.slots
-            .iter()
-            .flatten()
-            .filter_map(|s| {
-                let node = s.node.upgrade()?;
-                Some((node, s.state.record.clone(), s.state.children.clone()))
+            .map(|s| Copy {
+                id: s.id,
+                open_parent: s
+                    .parent
+                    .filter(|&(p, pid)| self.index(p, pid).is_some())
+                    .map(|(_, pid)| pid),
+                depth: s.depth,
+                started: s.started,
+                record: s.state.record.clone(),
+                children: s.state.children.clone(),
             })
-            .collect()
+            .collect();
+        copies.sort_by_key(|c| std::cmp::Reverse(c.depth));
+        copies
     }
 
     #[cfg(test)]
@@ -323,19 +408,16 @@ mod tests {
     use crate::id::TraceId;
 
     fn slot(id: SegmentId) -> Slot {
+        let now = std::time::Instant::now();
         let record = Record::new(
             "n".into(),
             id,
             TraceId::new(),
             None,
             Kind::Subsegment,
-            Clock::new().timestamp(std::time::Instant::now()),
+            Clock::new().timestamp(now),
         );
-        Slot {
-            node: Weak::new(),
-            id,
-            state: State::new(record),
-        }
+        Slot::new(id, None, 1, now, record)
     }
 
     #[test]
@@ -343,15 +425,22 @@ mod tests {
         let mut nodes = Nodes::default();
         let ids: Vec<SegmentId> = (0..3).map(|_| SegmentId::random()).collect();
         let [a, b, c] = [0, 1, 2].map(|i| nodes.insert(slot(ids[i])));
-        assert!(nodes.remove(b, ids[1]).is_some());
-        assert!(nodes.remove(b, ids[1]).is_none(), "twice: no effect");
+        let end = Clock::new().timestamp(std::time::Instant::now());
+        let end_node = |nodes: &mut Nodes, slot, id| {
+            nodes.end(slot, id, end, None, Pending::new(usize::MAX, usize::MAX))
+        };
+        assert!(end_node(&mut nodes, b, ids[1]).is_some());
+        assert!(
+            end_node(&mut nodes, b, ids[1]).is_none(),
+            "twice: no effect"
+        );
         assert_eq!(nodes.len(), 2);
         let later = SegmentId::random();
         assert_eq!(nodes.insert(slot(later)), b, "a freed slot is reused");
         assert!(nodes.get_mut(b, ids[1]).is_none(), "by its new node only");
         assert!(nodes.get_mut(b, later).is_some());
-        assert!(nodes.remove(a, ids[0]).is_some());
-        assert!(nodes.remove(c, ids[2]).is_some());
+        assert!(end_node(&mut nodes, a, ids[0]).is_some());
+        assert!(end_node(&mut nodes, c, ids[2]).is_some());
         assert_eq!(nodes.len(), 1);
         assert!(nodes.get_mut(7, later).is_none());
     }

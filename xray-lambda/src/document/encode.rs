@@ -4,6 +4,7 @@
 //! when it is sent. Nesting a child is then a copy of its bytes, and every size is
 //! known exactly.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 
 use serde::Serialize;
@@ -524,24 +525,11 @@ fn write_time(out: &mut Vec<u8>, t: Timestamp) {
     let m = micros as usize;
     if (1_000_000_000..10_000_000_000).contains(&secs) {
         // Ten digits until the year 2286: written in one go.
-        let s = secs as usize;
         let mut text = [b'.'; 17];
-        for (i, part) in [
-            s / 100_000_000,
-            s / 1_000_000,
-            s / 10_000,
-            s / 100,
-            s,
-            m / 10_000,
-            m / 100,
-            m,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let at = if i < 5 { 2 * i } else { 2 * i + 1 };
-            text[at..at + 2].copy_from_slice(pair(part));
-        }
+        text[..10].copy_from_slice(&seconds_text(secs));
+        text[11..13].copy_from_slice(pair(m / 10_000));
+        text[13..15].copy_from_slice(pair(m / 100));
+        text[15..17].copy_from_slice(pair(m));
         out.extend_from_slice(&text);
         return;
     }
@@ -551,6 +539,29 @@ fn write_time(out: &mut Vec<u8>, t: Timestamp) {
     frac[3..5].copy_from_slice(pair(m / 100));
     frac[5..7].copy_from_slice(pair(m));
     out.extend_from_slice(&frac);
+}
+
+/// The ten digits of `secs` (from 10^9 to 10^10 - 1). The last second written on the
+/// thread is kept: the times of one invocation's documents mostly share it.
+fn seconds_text(secs: u64) -> [u8; 10] {
+    thread_local! {
+        static LAST: Cell<(u64, [u8; 10])> = const { Cell::new((0, [0; 10])) };
+    }
+    if let Ok((last, text)) = LAST.try_with(Cell::get) {
+        if last == secs {
+            return text;
+        }
+    }
+    let s = secs as usize;
+    let mut text = [0; 10];
+    for (i, part) in [s / 100_000_000, s / 1_000_000, s / 10_000, s / 100, s]
+        .into_iter()
+        .enumerate()
+    {
+        text[2 * i..2 * i + 2].copy_from_slice(pair(part));
+    }
+    let _ = LAST.try_with(|last| last.set((secs, text)));
+    text
 }
 
 /// `"00"` to `"99"`.
@@ -684,6 +695,25 @@ mod tests {
         let doc = document(&encode(r, Children::default()));
         assert!(doc.get("type").is_none() && doc.get("parent_id").is_none());
         assert_eq!(doc["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn times_are_written_exactly_as_the_second_changes_and_back() {
+        for micros in [
+            1_795_460_769_000_007u64,
+            1_795_460_769_999_999,
+            1_795_460_770_000_000,
+            1_795_460_769_500_000,
+            1_000_000_000_000_000,
+            9_999_999_999_999_999,
+            999_999_999_999_999,
+            12_345,
+        ] {
+            let mut out = Vec::new();
+            write_time(&mut out, Timestamp(micros));
+            let expected = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
     }
 
     #[test]
