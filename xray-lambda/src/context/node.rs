@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use crate::document::{
     AnnotationValue, Cause, Children, ErrorKind, Exception, Key, Kind, MetadataValue, Name, Record,
+    Timestamp,
 };
 use crate::header::TraceHeader;
-use crate::id::SegmentId;
+use crate::id::{SegmentId, TraceId};
 use crate::{panic, sanitize};
 
-use super::trace::{Slot, Trace};
+use super::trace::{Opening, Trace};
 
 /// Why a subsegment was ended by something other than its own code.
 pub(crate) const ENDED_AT_INVOCATION_END: &str = "still open when the handler returned";
@@ -69,6 +70,22 @@ impl State {
             children: Children::default(),
             child_errors: ErrorOrigins::default(),
         }
+    }
+
+    /// Makes it a new node's, as [`Record::new`] would, keeping what it can reuse.
+    pub(super) fn reset(
+        &mut self,
+        name: Name,
+        id: SegmentId,
+        trace_id: TraceId,
+        parent_id: Option<SegmentId>,
+        kind: Kind,
+        start_time: Timestamp,
+    ) {
+        self.record
+            .reset(name, id, trace_id, parent_id, kind, start_time);
+        self.children.clear(usize::MAX);
+        self.child_errors.clear();
     }
 }
 
@@ -167,21 +184,21 @@ impl Node {
         started: Instant,
     ) -> Option<Arc<Self>> {
         let id = SegmentId::random();
-        let record = Record::new(
-            sanitize::sanitize_name(name),
-            id,
-            trace.root(),
-            parent.as_ref().map(|p| p.id),
-            document_kind,
-            trace.clock().timestamp(started),
-        );
         let depth = parent.as_ref().map_or(0, |p| p.depth + 1);
-        let in_trace = parent
-            .as_ref()
-            .filter(|p| p.kind != NodeKind::Facade)
-            .map(|p| (p.slot, p.id));
         // A closed trace takes no new node.
-        let slot = trace.register(Slot::new(id, in_trace, depth, started, record))?;
+        let slot = trace.register(Opening {
+            id,
+            parent: parent
+                .as_ref()
+                .filter(|p| p.kind != NodeKind::Facade)
+                .map(|p| (p.slot, p.id)),
+            depth,
+            started,
+            name: sanitize::sanitize_name(name),
+            parent_id: parent.as_ref().map(|p| p.id),
+            kind: document_kind,
+            start_time: trace.clock().timestamp(started),
+        })?;
         Some(Arc::new(Node {
             depth,
             trace,
@@ -471,6 +488,12 @@ impl ErrorOrigins {
         self.0.get(&key).copied()
     }
 
+    fn clear(&mut self) {
+        if !self.0.is_empty() {
+            self.0.clear();
+        }
+    }
+
     fn insert(&mut self, key: u64, id: SegmentId) {
         if self.0.len() < Self::MAX || self.0.contains_key(&key) {
             self.0.insert(key, id);
@@ -537,6 +560,64 @@ mod tests {
         let late = parent("late");
         let late_cause = cause_of(&late, format!("error {}", ErrorOrigins::MAX + 100));
         assert!(matches!(late_cause, Cause::Exceptions { .. }));
+    }
+
+    /// A node opened in the slot an ended one left starts from nothing of it.
+    #[test]
+    fn a_reused_slot_keeps_nothing_of_its_last_node() {
+        let d = Daemon::new();
+        let facade = d.facade(true);
+        let root = Node::child(facade.clone(), "## handler".into(), true).unwrap();
+        let first = Node::child(root.clone(), "first".into(), false).unwrap();
+        let grandchild = Node::child(first.clone(), "grandchild".into(), false).unwrap();
+        grandchild.add_exceptions(
+            exception::from_text("E", "m".into(), None),
+            ErrorKind::Fault,
+        );
+        grandchild.end();
+        first.put_annotation("k", AnnotationValue::Bool(true));
+        first.put_raw_metadata("ns", "key", AnnotationValue::Int(1));
+        first.add_exceptions(
+            exception::from_text("E", "m".into(), None),
+            ErrorKind::Error,
+        );
+        first.with_record(|r| r.namespace = Some("remote"));
+        first.end();
+        let second = Node::child(root.clone(), "second".into(), false).unwrap();
+        assert_eq!(second.slot, first.slot, "the slot is reused");
+        second.add_exceptions(
+            exception::from_text("E", "m".into(), None),
+            ErrorKind::Fault,
+        );
+        second.end();
+        root.end();
+        let docs = d.documents();
+        let second = docs.iter().find(|d| d["name"] == "second").unwrap();
+        let fields: Vec<&str> = second
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "cause",
+                "end_time",
+                "fault",
+                "id",
+                "name",
+                "parent_id",
+                "start_time",
+                "trace_id",
+                "type"
+            ],
+            "{second:#}"
+        );
+        assert!(
+            second["cause"]["exceptions"][0]["message"] == "m",
+            "its own error, recorded in full: no child of its had it"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use crate::document::{Children, Clock, Record, Shrunk, Subtree, Timestamp};
+use crate::document::{Children, Clock, Kind, Name, Record, Shrunk, Subtree, Timestamp};
 use crate::emitter::Emitter;
 use crate::emitter::MAX_SUBTREE;
 use crate::header::{Sampling, TraceHeader};
@@ -132,12 +132,12 @@ impl Trace {
     /// Registers a node being created, unless the trace is closed. The slot it gives
     /// back finds it again in O(1).
     #[inline]
-    pub(super) fn register(&self, slot: Slot) -> Option<u32> {
+    pub(super) fn register(&self, opening: Opening) -> Option<u32> {
         let mut nodes = lock(&self.nodes);
         if self.is_closed() {
             return None;
         }
-        Some(nodes.insert(slot))
+        Some(nodes.insert(opening, self.root))
     }
 
     /// The open nodes' documents and finished children. Nothing that could end or drop
@@ -162,8 +162,8 @@ impl Trace {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (s.depth, i as u32, s.id)))
-            .filter(|&(.., id)| id != root)
+            .filter(|(_, s)| s.live && s.id != root)
+            .map(|(i, s)| (s.depth, i as u32, s.id))
             .collect();
         open.sort_unstable_by_key(|&(depth, ..)| std::cmp::Reverse(depth));
         let end = self.clock.timestamp(Instant::now());
@@ -174,18 +174,21 @@ impl Trace {
     }
 }
 
-/// The open nodes of a trace, by slot (freed slots are reused), and the size of the
-/// finished subtrees they hold.
+/// The open nodes of a trace, by slot, and the size of the finished subtrees they
+/// hold. A slot freed is reused in place, its document rewritten field by field, so
+/// opening a node moves no document around and reuses what its allocations can.
 #[derive(Debug, Default)]
 pub(super) struct Nodes {
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Slot>,
     free: Vec<u32>,
     pub(super) pending: Pending,
 }
 
-/// An open node, as its trace holds it.
+/// A node, as its trace holds it.
 #[derive(Debug)]
-pub(super) struct Slot {
+struct Slot {
+    /// Whether a node holds it (else it is free).
+    live: bool,
     id: SegmentId,
     /// Its parent's slot and id, when the parent is a node of this trace's too (not a
     /// facade).
@@ -195,24 +198,23 @@ pub(super) struct Slot {
     state: State,
 }
 
-impl Slot {
-    #[inline]
-    pub(super) fn new(
-        id: SegmentId,
-        parent: Option<(u32, SegmentId)>,
-        depth: u32,
-        started: Instant,
-        record: Record,
-    ) -> Self {
-        Slot {
-            id,
-            parent,
-            depth,
-            started,
-            state: State::new(record),
-        }
-    }
+/// A node being opened: where it hangs, and its document's first fields.
+#[derive(Debug)]
+pub(super) struct Opening {
+    pub(super) id: SegmentId,
+    /// Its parent's slot and id, when the parent is a node of this trace's too.
+    pub(super) parent: Option<(u32, SegmentId)>,
+    pub(super) depth: u32,
+    pub(super) started: Instant,
+    pub(super) name: Name,
+    pub(super) parent_id: Option<SegmentId>,
+    pub(super) kind: Kind,
+    pub(super) start_time: Timestamp,
 }
+
+/// A child's buffer larger than this is let go when its slot is freed, rather than
+/// kept for the slot's next node.
+const KEPT_BUFFER: usize = 4096;
 
 /// What ending a node left to do once the trace's lock is let go.
 #[derive(Debug)]
@@ -240,35 +242,52 @@ pub(super) struct Copy {
 }
 
 impl Nodes {
-    #[inline]
-    fn insert(&mut self, slot: Slot) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
+    fn insert(&mut self, o: Opening, trace_id: TraceId) -> u32 {
+        if let Some(i) = self.free.pop() {
+            if let Some(s) = self.slots.get_mut(i as usize) {
+                s.live = true;
+                s.id = o.id;
+                s.parent = o.parent;
+                s.depth = o.depth;
+                s.started = o.started;
+                s.state
+                    .reset(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
+                return i;
             }
         }
+        let record = Record::new(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
+        self.slots.push(Slot {
+            live: true,
+            id: o.id,
+            parent: o.parent,
+            depth: o.depth,
+            started: o.started,
+            state: State::new(record),
+        });
+        (self.slots.len() - 1) as u32
     }
 
     fn index(&self, slot: u32, id: SegmentId) -> Option<usize> {
         let i = slot as usize;
         self.slots
-            .get(i)?
-            .as_ref()
-            .filter(|s| s.id == id)
+            .get(i)
+            .filter(|s| s.live && s.id == id)
             .map(|_| i)
+    }
+
+    /// Frees slot `i`: its node ended.
+    fn release(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i) {
+            s.live = false;
+            s.state.children.clear(KEPT_BUFFER);
+            self.free.push(i as u32);
+        }
     }
 
     /// The state of node `id`, registered in `slot`.
     pub(super) fn get_mut(&mut self, slot: u32, id: SegmentId) -> Option<&mut State> {
-        match self.slots.get_mut(slot as usize) {
-            Some(Some(s)) if s.id == id => Some(&mut s.state),
-            _ => None,
-        }
+        let i = self.index(slot, id)?;
+        Some(&mut self.slots[i].state)
     }
 
     /// Ends node `id` of `slot` at `end`, noting `incomplete`: encodes it, in place,
@@ -283,18 +302,20 @@ impl Nodes {
         bound: Pending,
     ) -> Option<Ending> {
         let i = self.index(slot, id)?;
-        let parent = self.slots[i]
-            .as_ref()
-            .and_then(|s| s.parent)
-            .and_then(|(p, pid)| self.index(p, pid));
+        let parent = self.slots[i].parent.and_then(|(p, pid)| self.index(p, pid));
         let Some(p) = parent else {
-            let s = self.slots[i].take()?;
-            self.free.push(slot);
-            let State {
-                mut record,
-                children,
-                ..
-            } = s.state;
+            let state = &mut self.slots[i].state;
+            let placeholder = Record::new(
+                Name::Borrowed(""),
+                id,
+                state.record.trace_id,
+                None,
+                Kind::Subsegment,
+                end,
+            );
+            let mut record = std::mem::replace(&mut state.record, placeholder);
+            let children = std::mem::take(&mut state.children);
+            self.release(i);
             self.pending = self
                 .pending
                 .minus(Pending::new(children.bytes(), children.count()));
@@ -304,9 +325,7 @@ impl Nodes {
             }
             return Some(Ending::Alone(Box::new((record, children))));
         };
-        let [Some(mine), Some(theirs)] = self.slots.get_disjoint_mut([i, p]).ok()? else {
-            return None;
-        };
+        let [mine, theirs] = self.slots.get_disjoint_mut([i, p]).ok()?;
         let (mine, theirs) = (&mut mine.state, &mut theirs.state);
         mine.record.end_time = Some(end);
         if let Some(reason) = incomplete {
@@ -318,8 +337,7 @@ impl Nodes {
             .children
             .add(&mut mine.record, &mine.children, MAX_SUBTREE);
         let after = Pending::new(theirs.children.bytes(), theirs.children.count());
-        self.slots[i] = None;
-        self.free.push(slot);
+        self.release(i);
         self.pending = self.pending.plus(after.minus(before).minus(released));
         Some(Ending::Nested {
             overflow,
@@ -333,7 +351,8 @@ impl Nodes {
         self.slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, s)| s.as_mut().map(|s| (i as u32, s.id, &mut s.state)))
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (i as u32, s.id, &mut s.state))
     }
 
     /// Copies of the open nodes, deepest first.
@@ -341,7 +360,7 @@ impl Nodes {
         let mut copies: Vec<Copy> = self
             .slots
             .iter()
-            .flatten()
+            .filter(|s| s.live)
             .map(|s| Copy {
                 id: s.id,
                 open_parent: s
@@ -360,7 +379,7 @@ impl Nodes {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots.iter().filter(|s| s.live).count()
     }
 }
 
@@ -404,27 +423,26 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::Kind;
-    use crate::id::TraceId;
 
-    fn slot(id: SegmentId) -> Slot {
+    fn opening(id: SegmentId) -> Opening {
         let now = std::time::Instant::now();
-        let record = Record::new(
-            "n".into(),
+        Opening {
             id,
-            TraceId::new(),
-            None,
-            Kind::Subsegment,
-            Clock::new().timestamp(now),
-        );
-        Slot::new(id, None, 1, now, record)
+            parent: None,
+            depth: 1,
+            started: now,
+            name: "n".into(),
+            parent_id: None,
+            kind: Kind::Subsegment,
+            start_time: Clock::new().timestamp(now),
+        }
     }
 
     #[test]
     fn slots_are_reused_and_found_only_by_their_node() {
         let mut nodes = Nodes::default();
         let ids: Vec<SegmentId> = (0..3).map(|_| SegmentId::random()).collect();
-        let [a, b, c] = [0, 1, 2].map(|i| nodes.insert(slot(ids[i])));
+        let [a, b, c] = [0, 1, 2].map(|i| nodes.insert(opening(ids[i]), TraceId::new()));
         let end = Clock::new().timestamp(std::time::Instant::now());
         let end_node = |nodes: &mut Nodes, slot, id| {
             nodes.end(slot, id, end, None, Pending::new(usize::MAX, usize::MAX))
@@ -436,7 +454,11 @@ mod tests {
         );
         assert_eq!(nodes.len(), 2);
         let later = SegmentId::random();
-        assert_eq!(nodes.insert(slot(later)), b, "a freed slot is reused");
+        assert_eq!(
+            nodes.insert(opening(later), TraceId::new()),
+            b,
+            "a freed slot is reused"
+        );
         assert!(nodes.get_mut(b, ids[1]).is_none(), "by its new node only");
         assert!(nodes.get_mut(b, later).is_some());
         assert!(end_node(&mut nodes, a, ids[0]).is_some());

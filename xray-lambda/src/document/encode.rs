@@ -140,6 +140,17 @@ impl Children {
         (child, overflow, shrunk)
     }
 
+    /// Empties it, keeping its room when that is at most `keep` bytes.
+    pub(crate) fn clear(&mut self, keep: usize) {
+        if self.json.capacity() > keep {
+            *self = Children::default();
+        } else {
+            self.json.clear();
+            self.items.clear();
+            self.count = 0;
+        }
+    }
+
     /// Moves `other`'s children after these.
     pub(crate) fn append(&mut self, other: Children) {
         let offset = self.json.len();

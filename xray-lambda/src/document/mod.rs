@@ -667,6 +667,66 @@ impl Record {
         }
     }
 
+    /// Makes it what [`Record::new`] gives, reusing what it can (the annotations' and
+    /// metadata's room).
+    pub(crate) fn reset(
+        &mut self,
+        name: Name,
+        id: SegmentId,
+        trace_id: TraceId,
+        parent_id: Option<SegmentId>,
+        kind: Kind,
+        start_time: Timestamp,
+    ) {
+        // Every field, by name: a field added later cannot be forgotten here.
+        let Record {
+            name: old_name,
+            id: old_id,
+            trace_id: old_trace_id,
+            parent_id: old_parent_id,
+            kind: old_kind,
+            start_time: old_start_time,
+            end_time,
+            namespace,
+            error,
+            throttle,
+            fault,
+            cause,
+            annotations,
+            metadata,
+            http,
+            aws,
+            sql,
+            origin,
+        } = self;
+        *old_name = name;
+        *old_id = id;
+        *old_trace_id = trace_id;
+        *old_parent_id = parent_id;
+        *old_kind = kind;
+        *old_start_time = start_time;
+        *end_time = None;
+        *namespace = None;
+        (*error, *throttle, *fault) = (false, false, false);
+        if cause.is_some() {
+            *cause = None;
+        }
+        annotations.0.clear();
+        metadata.0.clear();
+        if http.is_some() {
+            *http = None;
+        }
+        if aws.is_some() {
+            *aws = None;
+        }
+        if sql.is_some() {
+            *sql = None;
+        }
+        if origin.is_some() {
+            *origin = None;
+        }
+    }
+
     /// Adds exceptions to the document's own cause (replacing a reference to a child's).
     pub(crate) fn add_exceptions(&mut self, new: Vec<Exception>) {
         match self.cause.as_deref_mut() {
