@@ -78,6 +78,7 @@ impl Trace {
                 report(shrunk);
                 self.send(&overflow);
                 self.send(std::slice::from_ref(&subtree));
+                subtree.recycle();
             }
         }
     }

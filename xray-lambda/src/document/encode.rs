@@ -93,8 +93,8 @@ impl Children {
     ) -> (Child, Vec<Subtree>, Option<Shrunk>) {
         if self.json.capacity() == 0 {
             // Room for a few dozen small children at once, rather than growing a few
-            // bytes at a time.
-            self.json.reserve(INITIAL_BUFFER + its_children.json.len());
+            // bytes at a time; as much as a sent subtree needed, when one is spare.
+            self.json = spare::take(INITIAL_BUFFER + its_children.json.len());
             self.items.reserve(INITIAL_CHILDREN);
         }
         let start = self.json.len();
@@ -149,6 +149,11 @@ impl Children {
             self.items.clear();
             self.count = 0;
         }
+    }
+
+    /// Lets go of it, keeping its buffer for the next children on this thread.
+    pub(crate) fn recycle(self) {
+        spare::give(self.json);
     }
 
     /// Moves `other`'s children after these.
@@ -253,6 +258,7 @@ impl Subtree {
         let kind = record.kind;
         let mut one = Children::default();
         let (child, overflow, shrunk) = one.push(&mut record, &children, limit);
+        children.recycle();
         // The one child is the whole buffer: it becomes the subtree's, uncopied.
         let subtree = Subtree {
             trace_id: child.trace_id,
@@ -261,6 +267,12 @@ impl Subtree {
             json: one.json,
         };
         (subtree, overflow, shrunk)
+    }
+
+    /// Lets go of it once sent, keeping its buffer for the next children on this
+    /// thread.
+    pub(crate) fn recycle(self) {
+        spare::give(self.json);
     }
 
     /// Writes it as a document of its own: the nested form with `trace_id` (and, for a
@@ -308,6 +320,47 @@ impl Shrunk {
 pub(crate) fn report(shrunk: Option<Shrunk>) {
     if let Some(s) = shrunk {
         s.report();
+    }
+}
+
+/// Buffers of subtrees sent, kept for the next children encoded on the thread: an
+/// invocation's handler then writes into a buffer already grown to what the last one
+/// needed, instead of growing a new one step by step.
+mod spare {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread: the handler's children and the document they went in.
+    pub(super) const KEEP: usize = 4;
+    /// Larger buffers are let go.
+    const MAX_KEPT: usize = 128 * 1024;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer with room for at least `min` bytes.
+    pub(super) fn take(min: usize) -> Vec<u8> {
+        let kept = SPARE
+            .try_with(|s| s.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        let mut buf = kept.unwrap_or_default();
+        buf.reserve(min);
+        buf
+    }
+
+    pub(super) fn give(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
+            return;
+        }
+        buf.clear();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < KEEP {
+                    s.push(buf);
+                }
+            }
+        });
     }
 }
 
@@ -706,6 +759,23 @@ mod tests {
         let doc = document(&encode(r, Children::default()));
         assert!(doc.get("type").is_none() && doc.get("parent_id").is_none());
         assert_eq!(doc["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn sent_buffers_are_kept_for_the_next_children_up_to_a_bound() {
+        for _ in 0..spare::KEEP {
+            spare::take(0);
+        }
+        spare::give(Vec::with_capacity(20_000));
+        let kept = spare::take(100);
+        assert!(kept.capacity() >= 20_000 && kept.is_empty());
+        spare::give(Vec::with_capacity(1 << 20));
+        assert!(spare::take(100).capacity() < 1 << 20, "too large to keep");
+        for _ in 0..10 {
+            spare::give(Vec::with_capacity(8192));
+        }
+        let taken: Vec<_> = (0..10).map(|_| spare::take(1).capacity()).collect();
+        assert_eq!(taken.iter().filter(|&&c| c >= 8192).count(), spare::KEEP);
     }
 
     #[test]
