@@ -569,7 +569,7 @@ fn write_scalar(out: &mut Vec<u8>, value: &AnnotationValue) {
 /// A string with no character JSON escapes (no quote, backslash or control character,
 /// as any sanitized name) is copied as it is. Anything else is escaped.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -577,6 +577,17 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         write_json(out, s);
     }
 }
+
+/// The bytes JSON escapes in a string: control characters, quote and backslash.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    table
+};
 
 /// Strings and the plain values written here cannot fail to encode into a `Vec`.
 fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
