@@ -25,7 +25,8 @@ use crate::exception;
 use crate::id::SegmentId;
 
 use super::node::Node;
-use super::trace::{lock, Ending, Nodes, Pending, Trace};
+use super::nodes::{Ending, Nodes, Pending};
+use super::trace::{lock, Trace};
 
 /// The most subtrees sent early at once.
 const MAX_BURST: usize = 32;
@@ -156,12 +157,12 @@ impl Trace {
         }
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
-        let copies = self.nodes().copies();
+        let snapshots = self.nodes().snapshots();
         // Copies of open children, waiting for their (open) parent to be copied.
         let mut open_children: HashMap<SegmentId, Children> = HashMap::new();
         let mut out = Vec::new();
         let mut shrunk = Vec::new();
-        for copy in copies {
+        for copy in snapshots {
             let (mut record, mut children) = (copy.record, copy.children);
             // Open children go after the finished ones: they began before most of them
             // ended, but X-Ray orders subsegments by time, not by position.

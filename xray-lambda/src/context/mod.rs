@@ -5,6 +5,7 @@
 mod current;
 mod emit;
 mod node;
+mod nodes;
 mod scope;
 mod trace;
 

@@ -16,7 +16,8 @@ use crate::header::TraceHeader;
 use crate::id::{SegmentId, TraceId};
 use crate::{panic, sanitize};
 
-use super::trace::{Opening, Trace};
+use super::nodes::Opening;
+use super::trace::Trace;
 
 /// Why a subsegment was ended by something other than its own code.
 pub(crate) const ENDED_AT_INVOCATION_END: &str = "still open when the handler returned";

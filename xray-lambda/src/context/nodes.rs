@@ -1,0 +1,327 @@
+//! The nodes a trace holds open: a slab of their documents and finished children,
+//! which the trace keeps under its one lock.
+
+use std::time::Instant;
+
+use crate::document::{Children, Kind, Name, Record, Shrunk, Subtree, Timestamp};
+use crate::emitter::MAX_SUBTREE;
+use crate::id::{SegmentId, TraceId};
+
+use super::node::State;
+
+/// The open nodes of a trace, by slot, and the size of the finished subtrees they
+/// hold. A slot freed is reused in place, its document rewritten field by field, so
+/// opening a node moves no document around and reuses what its allocations can.
+#[derive(Debug, Default)]
+pub(super) struct Nodes {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    pub(super) pending: Pending,
+}
+
+/// A node, as its trace holds it.
+#[derive(Debug)]
+struct Slot {
+    /// Whether a node holds it (else it is free).
+    live: bool,
+    id: SegmentId,
+    /// Its parent's slot and id, when the parent is a node of this trace's too (not a
+    /// facade).
+    parent: Option<(u32, SegmentId)>,
+    depth: u32,
+    started: Instant,
+    state: State,
+}
+
+/// A node being opened: where it hangs, and its document's first fields.
+#[derive(Debug)]
+pub(super) struct Opening {
+    pub(super) id: SegmentId,
+    /// Its parent's slot and id, when the parent is a node of this trace's too.
+    pub(super) parent: Option<(u32, SegmentId)>,
+    pub(super) depth: u32,
+    pub(super) started: Instant,
+    pub(super) name: Name,
+    pub(super) parent_id: Option<SegmentId>,
+    pub(super) kind: Kind,
+    pub(super) start_time: Timestamp,
+}
+
+/// A child's buffer larger than this is let go when its slot is freed, rather than
+/// kept for the slot's next node.
+const KEPT_BUFFER: usize = 4096;
+
+/// What ending a node left to do once the trace's lock is let go.
+#[derive(Debug)]
+pub(super) enum Ending {
+    /// It was nested in its parent: send what did not fit, and stream when `over`.
+    Nested {
+        overflow: Vec<Subtree>,
+        shrunk: Option<Shrunk>,
+        over: bool,
+    },
+    /// It has no open parent: send it on its own, with its children. (Boxed: this
+    /// happens once a trace, and keeps the common case small to pass around.)
+    Alone(Box<(Record, Children)>),
+}
+
+/// An open node as it is now, which the deadline's flush sends.
+pub(super) struct Snapshot {
+    pub(super) id: SegmentId,
+    /// Its parent's id, when the parent is open too.
+    pub(super) open_parent: Option<SegmentId>,
+    pub(super) depth: u32,
+    pub(super) started: Instant,
+    pub(super) record: Record,
+    pub(super) children: Children,
+}
+
+impl Nodes {
+    pub(super) fn insert(&mut self, o: Opening, trace_id: TraceId) -> u32 {
+        if let Some(i) = self.free.pop() {
+            if let Some(s) = self.slots.get_mut(i as usize) {
+                s.live = true;
+                s.id = o.id;
+                s.parent = o.parent;
+                s.depth = o.depth;
+                s.started = o.started;
+                s.state
+                    .reset(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
+                return i;
+            }
+        }
+        let record = Record::new(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
+        self.slots.push(Slot {
+            live: true,
+            id: o.id,
+            parent: o.parent,
+            depth: o.depth,
+            started: o.started,
+            state: State::new(record),
+        });
+        (self.slots.len() - 1) as u32
+    }
+
+    fn index(&self, slot: u32, id: SegmentId) -> Option<usize> {
+        let i = slot as usize;
+        self.slots
+            .get(i)
+            .filter(|s| s.live && s.id == id)
+            .map(|_| i)
+    }
+
+    /// Frees slot `i`: its node ended.
+    fn release(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i) {
+            s.live = false;
+            s.state.children.clear(KEPT_BUFFER);
+            self.free.push(i as u32);
+        }
+    }
+
+    /// The state of node `id`, registered in `slot`.
+    pub(super) fn get_mut(&mut self, slot: u32, id: SegmentId) -> Option<&mut State> {
+        let i = self.index(slot, id)?;
+        Some(&mut self.slots[i].state)
+    }
+
+    /// Ends node `id` of `slot` at `end`, noting `incomplete`: encodes it, in place,
+    /// into its parent's children when the parent is open, and frees the slot. `bound`
+    /// is what the trace may hold before it streams.
+    pub(super) fn end(
+        &mut self,
+        slot: u32,
+        id: SegmentId,
+        end: Timestamp,
+        incomplete: Option<&str>,
+        bound: Pending,
+    ) -> Option<Ending> {
+        let i = self.index(slot, id)?;
+        let parent = self.slots[i].parent.and_then(|(p, pid)| self.index(p, pid));
+        let Some(p) = parent else {
+            let state = &mut self.slots[i].state;
+            let placeholder = Record::new(
+                Name::Borrowed(""),
+                id,
+                state.record.trace_id,
+                None,
+                Kind::Subsegment,
+                end,
+            );
+            let mut record = std::mem::replace(&mut state.record, placeholder);
+            let children = std::mem::take(&mut state.children);
+            self.release(i);
+            self.pending = self
+                .pending
+                .minus(Pending::new(children.bytes(), children.count()));
+            record.end_time = Some(end);
+            if let Some(reason) = incomplete {
+                record.note_incomplete(reason);
+            }
+            return Some(Ending::Alone(Box::new((record, children))));
+        };
+        let [mine, theirs] = self.slots.get_disjoint_mut([i, p]).ok()?;
+        let (mine, theirs) = (&mut mine.state, &mut theirs.state);
+        mine.record.end_time = Some(end);
+        if let Some(reason) = incomplete {
+            mine.record.note_incomplete(reason);
+        }
+        let released = Pending::new(mine.children.bytes(), mine.children.count());
+        let before = Pending::new(theirs.children.bytes(), theirs.children.count());
+        let (overflow, shrunk) = theirs
+            .children
+            .add(&mut mine.record, &mine.children, MAX_SUBTREE);
+        let after = Pending::new(theirs.children.bytes(), theirs.children.count());
+        self.release(i);
+        self.pending = self.pending.plus(after.minus(before).minus(released));
+        Some(Ending::Nested {
+            overflow,
+            shrunk,
+            over: self.pending.exceeds(bound),
+        })
+    }
+
+    /// Ends every node but `root`, deepest first (so children are nested in their
+    /// parents), at `end`, noting `incomplete`; gives what ending them left to send.
+    pub(super) fn end_all_but(
+        &mut self,
+        root: SegmentId,
+        end: Timestamp,
+        incomplete: &str,
+        bound: Pending,
+    ) -> Vec<Ending> {
+        let mut open: Vec<(u32, u32, SegmentId)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live && s.id != root)
+            .map(|(i, s)| (s.depth, i as u32, s.id))
+            .collect();
+        open.sort_unstable_by_key(|&(depth, ..)| std::cmp::Reverse(depth));
+        open.into_iter()
+            .filter_map(|(_, slot, id)| self.end(slot, id, end, Some(incomplete), bound))
+            .collect()
+    }
+
+    /// Every registered node's state, by slot and id.
+    pub(super) fn states_mut(&mut self) -> impl Iterator<Item = (u32, SegmentId, &mut State)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (i as u32, s.id, &mut s.state))
+    }
+
+    /// Copies of the open nodes, deepest first.
+    pub(super) fn snapshots(&self) -> Vec<Snapshot> {
+        let mut copies: Vec<Snapshot> = self
+            .slots
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| Snapshot {
+                id: s.id,
+                open_parent: s
+                    .parent
+                    .filter(|&(p, pid)| self.index(p, pid).is_some())
+                    .map(|(_, pid)| pid),
+                depth: s.depth,
+                started: s.started,
+                record: s.state.record.clone(),
+                children: s.state.children.clone(),
+            })
+            .collect();
+        copies.sort_by_key(|c| std::cmp::Reverse(c.depth));
+        copies
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.live).count()
+    }
+}
+
+/// Finished subtrees held to be nested, or a change to them: bytes and subsegments.
+/// Signed, as changes made on different threads may be counted in either order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub(super) bytes: isize,
+    pub(super) count: isize,
+}
+
+impl Pending {
+    pub(super) fn new(bytes: usize, count: usize) -> Self {
+        let signed = |n: usize| isize::try_from(n).unwrap_or(isize::MAX);
+        Pending {
+            bytes: signed(bytes),
+            count: signed(count),
+        }
+    }
+
+    pub(super) fn plus(self, other: Pending) -> Pending {
+        Pending {
+            bytes: self.bytes.saturating_add(other.bytes),
+            count: self.count.saturating_add(other.count),
+        }
+    }
+
+    pub(super) fn minus(self, other: Pending) -> Pending {
+        Pending {
+            bytes: self.bytes.saturating_sub(other.bytes),
+            count: self.count.saturating_sub(other.count),
+        }
+    }
+
+    /// Over `bound` in bytes or in subsegments.
+    pub(super) fn exceeds(self, bound: Pending) -> bool {
+        self.bytes > bound.bytes || self.count > bound.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Clock;
+
+    fn opening(id: SegmentId) -> Opening {
+        let now = std::time::Instant::now();
+        Opening {
+            id,
+            parent: None,
+            depth: 1,
+            started: now,
+            name: "n".into(),
+            parent_id: None,
+            kind: Kind::Subsegment,
+            start_time: Clock::new().timestamp(now),
+        }
+    }
+
+    #[test]
+    fn slots_are_reused_and_found_only_by_their_node() {
+        let mut nodes = Nodes::default();
+        let ids: Vec<SegmentId> = (0..3).map(|_| SegmentId::random()).collect();
+        let [a, b, c] = [0, 1, 2].map(|i| nodes.insert(opening(ids[i]), TraceId::new()));
+        let end = Clock::new().timestamp(std::time::Instant::now());
+        let end_node = |nodes: &mut Nodes, slot, id| {
+            nodes.end(slot, id, end, None, Pending::new(usize::MAX, usize::MAX))
+        };
+        assert!(end_node(&mut nodes, b, ids[1]).is_some());
+        assert!(
+            end_node(&mut nodes, b, ids[1]).is_none(),
+            "twice: no effect"
+        );
+        assert_eq!(nodes.len(), 2);
+        let later = SegmentId::random();
+        assert_eq!(
+            nodes.insert(opening(later), TraceId::new()),
+            b,
+            "a freed slot is reused"
+        );
+        assert!(nodes.get_mut(b, ids[1]).is_none(), "by its new node only");
+        assert!(nodes.get_mut(b, later).is_some());
+        assert!(end_node(&mut nodes, a, ids[0]).is_some());
+        assert!(end_node(&mut nodes, c, ids[2]).is_some());
+        assert_eq!(nodes.len(), 1);
+        assert!(nodes.get_mut(7, later).is_none());
+    }
+}
