@@ -10,10 +10,9 @@ use std::time::Instant;
 
 use crate::document::{
     AnnotationValue, Cause, Children, ErrorKind, Exception, Key, Kind, MetadataValue, Name, Record,
-    Timestamp,
 };
 use crate::header::TraceHeader;
-use crate::id::{SegmentId, TraceId};
+use crate::id::SegmentId;
 use crate::{panic, sanitize};
 
 use super::nodes::Opening;
@@ -73,20 +72,12 @@ impl State {
         }
     }
 
-    /// Makes it a new node's, as [`Record::new`] would, keeping what it can reuse.
-    pub(super) fn reset(
-        &mut self,
-        name: Name,
-        id: SegmentId,
-        trace_id: TraceId,
-        parent_id: Option<SegmentId>,
-        kind: Kind,
-        start_time: Timestamp,
-    ) {
-        self.record
-            .reset(name, id, trace_id, parent_id, kind, start_time);
+    /// Empties it for a new node, keeping what it can reuse; gives the record, to be
+    /// [`Record::reset`].
+    pub(super) fn clear(&mut self) -> &mut Record {
         self.children.clear(usize::MAX);
         self.child_errors.clear();
+        &mut self.record
     }
 }
 

@@ -86,6 +86,7 @@ impl Nodes {
                 s.depth = o.depth;
                 s.started = o.started;
                 s.state
+                    .clear()
                     .reset(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
                 return i;
             }
