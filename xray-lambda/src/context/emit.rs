@@ -131,9 +131,9 @@ impl Trace {
                 let Some(state) = nodes.get_mut(slot, id) else {
                     continue;
                 };
-                let before = Pending::new(state.children.bytes(), state.children.count());
+                let before = Pending::of(&state.children);
                 if let Some(s) = state.children.take(child) {
-                    let after = Pending::new(state.children.bytes(), state.children.count());
+                    let after = Pending::of(&state.children);
                     nodes.pending = nodes.pending.plus(after.minus(before));
                     out.push(s);
                 }
@@ -220,6 +220,73 @@ fn timeout_message(running: Duration, left: Duration) -> String {
 mod tests {
     use crate::context::test_support::Daemon;
     use crate::context::Node;
+
+    /// A document too large for one datagram is shrunk, with one warning naming every
+    /// cut, logged once the trace's lock is let go: a subscriber that records into the
+    /// trace as it logs (which takes that lock) does not deadlock the node's end.
+    #[test]
+    fn a_shrunk_document_is_reported_once_after_the_lock() {
+        use crate::document::AnnotationValue;
+        use std::sync::{mpsc, Arc, Mutex};
+        use tracing::field::{Field, Visit};
+        use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+        type Warnings = Arc<Mutex<Vec<String>>>;
+        struct RecordsIntoTheTrace(Arc<Node>, Warnings);
+        struct Text<'a>(&'a mut String);
+        impl Visit for Text<'_> {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        impl<S: tracing::Subscriber> Layer<S> for RecordsIntoTheTrace {
+            fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+                self.0.put_annotation("warned", AnnotationValue::Bool(true));
+                let mut text = String::new();
+                event.record(&mut Text(&mut text));
+                self.1.lock().unwrap().push(text);
+            }
+        }
+
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let d = Daemon::new();
+            let facade = d.facade(true);
+            let root = Node::child(facade.clone(), "## handler".into(), true).unwrap();
+            let parent = Node::child(root.clone(), "parent".into(), false).unwrap();
+            let large = Node::child(parent.clone(), "large".into(), false).unwrap();
+            let value = serde_json::value::to_raw_value(&"x".repeat(100_000)).unwrap();
+            large.put_raw_metadata("default", "response", value);
+            let warnings = Warnings::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(RecordsIntoTheTrace(parent.clone(), warnings.clone()));
+            tracing::subscriber::with_default(subscriber, || large.end());
+            parent.end();
+            root.end();
+            let warnings = warnings.lock().unwrap().clone();
+            let _ = done.send((warnings, d.documents()));
+        });
+        let (warnings, documents) = finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the node's end finished (no deadlock)");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("shrunk to fit") && warnings[0].contains("[Metadata]"),
+            "{warnings:?}"
+        );
+        let named = |name: &str| {
+            documents
+                .iter()
+                .find(|d| d["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(named("parent")["annotations"]["warned"], true);
+        assert_eq!(
+            named("large")["metadata"],
+            serde_json::json!({"xray_lambda": {"truncated": ["metadata"]}})
+        );
+    }
 
     /// A child that ends after its parent (a task spawned with `in_current_trace` that
     /// outlives it) cannot be nested any more: it goes as a document of its own.

@@ -138,8 +138,15 @@ impl Nodes {
         bound: Pending,
     ) -> Option<Ending> {
         let i = self.index(slot, id)?;
+        let record = &mut self.slots[i].state.record;
+        record.end_time = Some(end);
+        if let Some(reason) = incomplete {
+            record.note_incomplete(reason);
+        }
         let parent = self.slots[i].parent.and_then(|(p, pid)| self.index(p, pid));
         let Some(p) = parent else {
+            // Taken out to be encoded after the lock; the slot's next node rewrites
+            // what is left in its place.
             let state = &mut self.slots[i].state;
             let placeholder = Record::new(
                 Name::Borrowed(""),
@@ -149,32 +156,21 @@ impl Nodes {
                 Kind::Subsegment,
                 end,
             );
-            let mut record = std::mem::replace(&mut state.record, placeholder);
+            let record = std::mem::replace(&mut state.record, placeholder);
             let children = std::mem::take(&mut state.children);
             self.release(i);
-            self.pending = self
-                .pending
-                .minus(Pending::new(children.bytes(), children.count()));
-            record.end_time = Some(end);
-            if let Some(reason) = incomplete {
-                record.note_incomplete(reason);
-            }
+            self.pending = self.pending.minus(Pending::of(&children));
             return Some(Ending::Alone(Box::new((record, children))));
         };
         let [mine, theirs] = self.slots.get_disjoint_mut([i, p]).ok()?;
         let (mine, theirs) = (&mut mine.state, &mut theirs.state);
-        mine.record.end_time = Some(end);
-        if let Some(reason) = incomplete {
-            mine.record.note_incomplete(reason);
-        }
-        let released = Pending::new(mine.children.bytes(), mine.children.count());
-        let before = Pending::new(theirs.children.bytes(), theirs.children.count());
+        let before = Pending::of(&theirs.children).plus(Pending::of(&mine.children));
         let (overflow, shrunk) = theirs
             .children
             .add(&mut mine.record, &mine.children, MAX_SUBTREE);
-        let after = Pending::new(theirs.children.bytes(), theirs.children.count());
+        let after = Pending::of(&theirs.children);
         self.release(i);
-        self.pending = self.pending.plus(after.minus(before).minus(released));
+        self.pending = self.pending.plus(after.minus(before));
         Some(Ending::Nested {
             overflow,
             shrunk,
@@ -242,7 +238,7 @@ impl Nodes {
 }
 
 /// Finished subtrees held to be nested, or a change to them: bytes and subsegments.
-/// Signed, as changes made on different threads may be counted in either order.
+/// Signed, as a change may take away more than it adds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Pending {
     pub(super) bytes: isize,
@@ -250,6 +246,11 @@ pub(super) struct Pending {
 }
 
 impl Pending {
+    /// What `children` hold.
+    pub(super) fn of(children: &Children) -> Self {
+        Pending::new(children.bytes(), children.count())
+    }
+
     pub(super) fn new(bytes: usize, count: usize) -> Self {
         let signed = |n: usize| isize::try_from(n).unwrap_or(isize::MAX);
         Pending {
