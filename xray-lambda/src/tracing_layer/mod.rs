@@ -14,6 +14,7 @@
 
 mod entered;
 mod fields;
+mod last_new;
 mod sql;
 mod targets;
 
@@ -151,7 +152,7 @@ where
         return false;
     };
     if let Some(span) = subscriber.span(id) {
-        track(&mut span.extensions_mut(), || Tracked {
+        let _ = track(&mut span.extensions_mut(), || Tracked {
             node: node.clone(),
             carries: Carries::Invocation,
         });
@@ -160,15 +161,17 @@ where
 }
 
 /// Puts what `tracked` makes on a span, unless the span has it already (another
-/// instance of this layer in the same subscriber got there first).
+/// instance of this layer in the same subscriber got there first); gives whether it did.
 fn track(
     extensions: &mut tracing_subscriber::registry::ExtensionsMut<'_>,
     tracked: impl FnOnce() -> Tracked,
-) {
-    if extensions.get_mut::<Tracked>().is_none() {
-        TRACKED.fetch_add(1, Ordering::AcqRel);
-        extensions.insert(tracked());
+) -> bool {
+    if extensions.get_mut::<Tracked>().is_some() {
+        return false;
     }
+    TRACKED.fetch_add(1, Ordering::AcqRel);
+    extensions.insert(tracked());
+    true
 }
 
 impl XRayTracingLayer {
@@ -225,7 +228,8 @@ impl XRayTracingLayer {
     }
 }
 
-/// Spans that carry a [`Tracked`], process-wide: while there are none, a thread with
+/// Spans that carry a [`Tracked`] (counted up as one is put on a span, down as it is
+/// dropped), process-wide: while there are none, a thread with
 /// nothing current of its own has nothing to look up.
 static TRACKED: AtomicUsize = AtomicUsize::new(0);
 
@@ -244,6 +248,12 @@ enum Carries {
     /// The invocation's handler subsegment: the span is the Lambda runtime's for the
     /// invocation, created before the invocation's context existed.
     Invocation,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        TRACKED.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Tracked {
@@ -321,6 +331,12 @@ impl Parent {
         }
     }
 
+    fn into_node(self) -> Arc<Node> {
+        match self {
+            Parent::Current(n) | Parent::Scope(n) => n,
+        }
+    }
+
     /// What is current here, or else what the spans from `scope` carry. `None` without
     /// a sampled trace, at the cost of one thread-local read (and, with nothing current
     /// here, one atomic load while no span carries a context).
@@ -377,8 +393,7 @@ where
                 },
             }
         } else {
-            let Some(node) =
-                Node::child(parent.node().clone(), Cow::Borrowed(metadata.name()), false)
+            let Some(node) = Node::child(parent.into_node(), Cow::Borrowed(metadata.name()), false)
             else {
                 return;
             };
@@ -392,7 +407,12 @@ where
                 carries: Carries::Own,
             }
         };
-        track(&mut span.extensions_mut(), || tracked);
+        let own = (tracked.carries == Carries::Own).then(|| Arc::downgrade(&tracked.node));
+        if track(&mut span.extensions_mut(), || tracked) {
+            if let Some(node) = own {
+                last_new::remember(id, node);
+            }
+        }
     }
 
     fn on_layer(&mut self, _subscriber: &mut S) {
@@ -429,17 +449,24 @@ where
         if TRACKED.load(Ordering::Acquire) == 0 {
             return;
         }
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        let node = match span.extensions().get::<Tracked>() {
-            Some(t) if t.carries == Carries::Own => Some(t.node.clone()),
-            // A span left out lends its context only to a thread with none of its own.
-            Some(t) if matches!(context::recording(), Recording::Outside) => {
-                Some(t.for_other_thread())
+        let node = match last_new::recall(id) {
+            Some(node) => Some(node),
+            None => {
+                let Some(span) = ctx.span(id) else {
+                    return;
+                };
+                let extensions = span.extensions();
+                match extensions.get::<Tracked>() {
+                    Some(t) if t.carries == Carries::Own => Some(t.node.clone()),
+                    // A span left out lends its context only to a thread with none of
+                    // its own.
+                    Some(t) if matches!(context::recording(), Recording::Outside) => {
+                        Some(t.for_other_thread())
+                    }
+                    Some(_) => None,
+                    None => return,
+                }
             }
-            Some(_) => None,
-            None => return,
         };
         let mut entry = Some((
             id.clone(),
@@ -474,13 +501,18 @@ where
         if TRACKED.load(Ordering::Acquire) == 0 {
             return;
         }
+        if let Some(node) = last_new::forget(&id) {
+            // Its `Tracked` goes when the registry clears the span, right after this.
+            let _busy = Busy::enter();
+            node.end();
+            return;
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
         let Some(tracked) = span.extensions_mut().remove::<Tracked>() else {
             return;
         };
-        TRACKED.fetch_sub(1, Ordering::AcqRel);
         if tracked.carries == Carries::Own {
             let _busy = Busy::enter();
             tracked.node.end();

@@ -159,6 +159,38 @@ fn a_spawned_instrumented_task_on_another_thread_keeps_its_parent() {
 }
 
 #[test]
+fn a_span_closed_on_another_thread_leaves_the_thread_that_made_it_right() {
+    let d = Daemon::new();
+    let facade = traced(&d, XRayTracingLayer::new(), || {
+        let moved = tracing::info_span!("moved");
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let entered = moved.enter();
+                drop(begin_subsegment("inside"));
+                drop(entered);
+                drop(moved);
+            });
+        });
+        let next = tracing::info_span!("next");
+        next.in_scope(|| drop(begin_subsegment("after")));
+        drop(next);
+        drop(begin_subsegment("last"));
+    });
+    let docs = d.documents();
+    let mut sorted = names(&docs);
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["after", "inside", "last", "moved", "next"]);
+    let id = |n: &str| by_name(&docs, n)["id"].clone();
+    assert_eq!(by_name(&docs, "inside")["parent_id"], id("moved"));
+    assert_eq!(by_name(&docs, "after")["parent_id"], id("next"));
+    for ended_by_their_span in ["moved", "next"] {
+        let doc = by_name(&docs, ended_by_their_span);
+        assert!(doc.get("metadata").is_none(), "{doc}");
+    }
+    assert_eq!(by_name(&docs, "last")["parent_id"], facade);
+}
+
+#[test]
 fn error_events_mark_the_span_and_return_values_are_metadata() {
     #[derive(Debug)]
     struct NotFound;
