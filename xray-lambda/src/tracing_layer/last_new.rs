@@ -28,29 +28,27 @@ pub(super) fn remember(id: &Id, node: Weak<Node>) {
 /// so an entry whose node ended (and an id the registry has since given to another span)
 /// is never taken for the span's.
 pub(super) fn recall(id: &Id) -> Option<Arc<Node>> {
-    LAST_NEW
-        .try_with(|last| {
-            let last = last.try_borrow().ok()?;
-            let (remembered, node) = last.as_ref()?;
-            if remembered != id {
-                return None;
-            }
-            node.upgrade().filter(|n| n.is_open())
-        })
-        .ok()
-        .flatten()
+    find(id, false)
 }
 
 /// [`recall`], forgetting the entry: span `id` is closing.
 pub(super) fn forget(id: &Id) -> Option<Arc<Node>> {
+    find(id, true)
+}
+
+fn find(id: &Id, closing: bool) -> Option<Arc<Node>> {
     LAST_NEW
         .try_with(|last| {
             let mut last = last.try_borrow_mut().ok()?;
-            if last.as_ref()?.0 != *id {
+            let (remembered, node) = last.as_ref()?;
+            if remembered != id {
                 return None;
             }
-            let (_, node) = last.take()?;
-            node.upgrade().filter(|n| n.is_open())
+            let node = node.upgrade().filter(|n| n.is_open());
+            if closing {
+                *last = None;
+            }
+            node
         })
         .ok()
         .flatten()

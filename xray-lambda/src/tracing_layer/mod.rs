@@ -229,8 +229,8 @@ impl XRayTracingLayer {
 }
 
 /// Spans that carry a [`Tracked`] (counted up as one is put on a span, down as it is
-/// dropped), process-wide: while there are none, a thread with
-/// nothing current of its own has nothing to look up.
+/// dropped), process-wide: while there are none, a thread with nothing current of its
+/// own has nothing to look up.
 static TRACKED: AtomicUsize = AtomicUsize::new(0);
 
 /// What the layer keeps on a span.
