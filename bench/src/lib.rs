@@ -41,6 +41,21 @@ impl Sink {
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
+
+    /// Datagrams received, once none has arrived for 100 ms (or after 5 s): what was
+    /// sent before has landed.
+    pub fn settled(&self) -> u64 {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut last = self.received();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = self.received();
+            if now == last || std::time::Instant::now() > give_up {
+                return now;
+            }
+            last = now;
+        }
+    }
 }
 
 /// A service whose handler runs `work` synchronously (so an invocation completes in
