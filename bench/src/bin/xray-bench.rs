@@ -49,14 +49,8 @@ fn per_call(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
 /// too short to time alone); the second the median of 15 rounds of 200 invocations,
 /// each timed whole.
 fn sampled_subsegment(sink: &str) -> (Duration, Duration) {
-    let spent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let s = spent.clone();
-    let mut svc = traced_service(sink, move || {
-        let start = Instant::now();
-        for _ in 0..100 {
-            black_box(xray_lambda::begin_subsegment("noop")).end();
-        }
-        s.borrow_mut().push(start.elapsed() / 100);
+    let (mut svc, spent) = timed_calls(sink, |_| {
+        black_box(xray_lambda::begin_subsegment("noop")).end();
     });
     let mut rounds: Vec<Duration> = (0..16)
         .map(|_| {
@@ -68,10 +62,43 @@ fn sampled_subsegment(sink: &str) -> (Duration, Duration) {
         })
         .skip(1)
         .collect();
-    let mut each: Vec<Duration> = spent.borrow().iter().skip(200).copied().collect();
-    each.sort();
     rounds.sort();
-    (each[each.len() / 2], rounds[rounds.len() / 2])
+    (median_after_warm_up(&spent), rounds[rounds.len() / 2])
+}
+
+/// Each invocation's time per call, as [`timed_calls`] notes them.
+type Times = std::rc::Rc<std::cell::RefCell<Vec<Duration>>>;
+
+/// A traced service whose handler makes 100 calls of `call` (given `0..100`) and notes
+/// their time per call: one call is too short to time alone.
+fn timed_calls(
+    sink: &str,
+    mut call: impl FnMut(u64) + 'static,
+) -> (
+    impl lambda_runtime::tower::Service<
+        lambda_runtime::LambdaEvent<()>,
+        Response = (),
+        Error = lambda_runtime::Error,
+    >,
+    Times,
+) {
+    let times = Times::default();
+    let noted = times.clone();
+    let svc = traced_service(sink, move || {
+        let start = Instant::now();
+        for i in 0..100 {
+            call(black_box(i));
+        }
+        noted.borrow_mut().push(start.elapsed() / 100);
+    });
+    (svc, times)
+}
+
+/// The median of the times noted, less the first 200 (warming up).
+fn median_after_warm_up(times: &Times) -> Duration {
+    let mut each: Vec<Duration> = times.borrow().iter().skip(200).copied().collect();
+    each.sort();
+    each[each.len() / 2]
 }
 
 /// The `tracing` comparison, per call of a one-line function in invocations of 100:
@@ -91,16 +118,10 @@ fn tracing_comparison(sink: &str) -> [Duration; 4] {
     let mut runs: Vec<_> = variants
         .into_iter()
         .map(|(dispatch, sampled, call)| {
-            let spent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            let s = spent.clone();
-            let svc = traced_service(sink, move || {
-                let start = Instant::now();
-                for i in 0..100 {
-                    black_box(call(black_box(i)));
-                }
-                s.borrow_mut().push(start.elapsed() / 100);
+            let (svc, times) = timed_calls(sink, move |i| {
+                black_box(call(i));
             });
-            (dispatch, header(sampled), svc, spent)
+            (dispatch, header(sampled), svc, times)
         })
         .collect();
     for _ in 0..3_200 {
@@ -108,13 +129,7 @@ fn tracing_comparison(sink: &str) -> [Duration; 4] {
             tracing::dispatcher::with_default(dispatch, || invoke(svc, header));
         }
     }
-    let median = |spent: &std::cell::RefCell<Vec<Duration>>| {
-        // The first 200 warm up.
-        let mut each: Vec<Duration> = spent.borrow().iter().skip(200).copied().collect();
-        each.sort();
-        each[each.len() / 2]
-    };
-    [0, 1, 2, 3].map(|i| median(&runs[i].3))
+    [0, 1, 2, 3].map(|i| median_after_warm_up(&runs[i].3))
 }
 
 /// xray-lite's context for the trace `header(sampled)`, sending to `sink`. It reads both
