@@ -104,9 +104,9 @@ fn median_after_warm_up(times: &Times) -> Duration {
 /// The `tracing` comparison, per call of a one-line function in invocations of 100:
 /// `#[instrument]` unsampled with `tracing` alone and with `XRayTracingLayer`, then
 /// sampled `#[capture]` and `#[instrument]` with the layer. Each is the median over
-/// 3,000 invocations of each invocation's time per call, the four taking turns, so the
-/// machine's speed drifting during the run (by tens of percent on this VM) moves them
-/// together and leaves their ratios alone.
+/// 3,000 invocations of each invocation's time per call, the four taking turns, so that
+/// a drift in the machine's speed during the run (by tens of percent on this VM) reaches
+/// all four, not the one measured last.
 fn tracing_comparison(sink: &str) -> [Duration; 4] {
     let (bare, layered) = (subscriber(false), subscriber(true));
     let variants = [
