@@ -257,6 +257,18 @@ impl Drop for Tracked {
 }
 
 impl Tracked {
+    /// What entering the span on this thread makes current, if anything.
+    fn to_enter(&self) -> Option<Arc<Node>> {
+        match self.carries {
+            Carries::Own => Some(self.node.clone()),
+            // A span left out lends its context only to a thread with none of its own.
+            _ if matches!(context::recording(), Recording::Outside) => {
+                Some(self.for_other_thread())
+            }
+            _ => None,
+        }
+    }
+
     /// What a thread with nothing current of its own works under inside this span. In
     /// the invocation's span, that is what the invocation's code made current last
     /// (the `#[capture]` function that handed a query to sqlx's SQLite worker).
@@ -455,17 +467,10 @@ where
                 let Some(span) = ctx.span(id) else {
                     return;
                 };
-                let extensions = span.extensions();
-                match extensions.get::<Tracked>() {
-                    Some(t) if t.carries == Carries::Own => Some(t.node.clone()),
-                    // A span left out lends its context only to a thread with none of
-                    // its own.
-                    Some(t) if matches!(context::recording(), Recording::Outside) => {
-                        Some(t.for_other_thread())
-                    }
-                    Some(_) => None,
-                    None => return,
-                }
+                let Some(node) = span.extensions().get::<Tracked>().map(Tracked::to_enter) else {
+                    return;
+                };
+                node
             }
         };
         let mut entry = Some((
