@@ -22,7 +22,6 @@
 //! # }
 //! ```
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -37,16 +36,28 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::context::{self, Node};
 use crate::document::{self, Http, AWS_NAMESPACE};
 use crate::exception;
+use crate::header::TraceHeader;
 use crate::ErrorKind;
 
-/// The request header that carries the trace.
-const TRACE_HEADER: &str = "X-Amzn-Trace-Id";
+/// The request header that carries the trace, as a parsed name: the SDK parses a string
+/// name on every insert (and, for one with capitals, copies it first).
+const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
+/// Where services put the request id: most, S3, a few others. Parsed names again: a
+/// lookup by string parses it first.
+const REQUEST_ID_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-amzn-requestid"),
+    http::HeaderName::from_static("x-amz-request-id"),
+    http::HeaderName::from_static("x-amzn-request-id"),
+];
+/// S3's extended request id.
+const ID_2_HEADER: http::HeaderName = http::HeaderName::from_static("x-amz-id-2");
 /// Subsegment name when the operation metadata is missing.
 const UNKNOWN_SERVICE: &str = "AWS";
 
@@ -119,6 +130,12 @@ impl XRayInterceptor {
         Self::default()
     }
 
+    /// Tells this instance from another registered for the same call: its address,
+    /// stable while the SDK holds it (it is never zero-sized).
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// Also records the request parameter `name` (as sent: a JSON body key, a form or
     /// query parameter, e.g. `"ReturnValues"`) of `service`'s `operation` (`"*"` for
     /// all), under its snake_case name (`return_values`).
@@ -133,23 +150,28 @@ impl XRayInterceptor {
     }
 }
 
-/// What one call carries through its config bag.
+/// What a recorded call carries through its config bag. The bag boxes it; hooks share
+/// it by reference, hence the atomics.
 #[derive(Debug)]
-struct CallState {
-    /// `None` when the trace is not sampled: the header is still sent.
-    node: Option<Arc<Node>>,
-    header: String,
+struct Call {
+    /// The interceptor that recorded it ([`XRayInterceptor::id`]): another one
+    /// registered for the same call leaves it alone.
+    owner: usize,
+    node: Arc<Node>,
+    /// Made into text for each attempt: the request takes the text by value.
+    header: TraceHeader,
     attempts: AtomicU32,
     parameters_recorded: AtomicBool,
 }
-
-#[derive(Clone, Debug)]
-struct Call(Arc<CallState>);
 
 impl Storable for Call {
     type Storer = StoreReplace<Self>;
 }
 
+// Tells the SDK which hooks this implements: it then skips the others, each of which it
+// would otherwise call after a config-bag lookup (`DisableInterceptor`), about a fifth of
+// this interceptor's own work per call.
+#[aws_smithy_runtime_api::client::interceptors::dyn_dispatch_hint]
 impl Intercept for XRayInterceptor {
     fn name(&self) -> &'static str {
         "XRayInterceptor"
@@ -160,30 +182,31 @@ impl Intercept for XRayInterceptor {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Nothing to keep for a call that is not recorded: its header is read from the
+        // current context when the request goes out.
+        let Some(at) = context::current_recording() else {
+            return Ok(());
+        };
         if cfg.load::<Call>().is_some() {
             // Registered twice (on the client and on the call): one subsegment is enough.
             return Ok(());
         }
         // The operation's metadata is not in the bag yet: `identify` names the
         // subsegment once it is.
-        let Some((node, header)) =
-            context::current().and_then(|c| c.begin_call(|| UNKNOWN_SERVICE.into()))
-        else {
+        let Some(node) = Node::child(at, UNKNOWN_SERVICE.into(), false) else {
             return Ok(());
         };
-        let header = header.to_wire();
-        if let Some(n) = &node {
-            n.with_record(|r| {
-                r.namespace = Some(AWS_NAMESPACE);
-                r.aws = Some(Box::default());
-            });
-        }
-        cfg.interceptor_state().store_put(Call(Arc::new(CallState {
+        node.with_record(|r| {
+            r.namespace = Some(AWS_NAMESPACE);
+            r.aws = Some(Box::default());
+        });
+        cfg.interceptor_state().store_put(Call {
+            owner: self.id(),
+            header: node.outgoing_header(),
             node,
-            header,
             attempts: AtomicU32::new(0),
             parameters_recorded: AtomicBool::new(false),
-        })));
+        });
         Ok(())
     }
 
@@ -193,29 +216,26 @@ impl Intercept for XRayInterceptor {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(Call(call)) = cfg.load::<Call>() else {
-            return Ok(());
-        };
-        call.attempts.fetch_add(1, Ordering::Relaxed);
-        if let Some(node) = &call.node {
-            if !call.parameters_recorded.swap(true, Ordering::Relaxed) {
-                let metadata = identify(node, cfg);
-                let (service, operation) = metadata.map_or(("", ""), |m| (m.service(), m.name()));
-                let parameters =
-                    request_parameters(service, operation, context.request(), &self.extra);
-                node.with_record(|r| {
-                    if let Some(aws) = &mut r.aws {
-                        aws.parameters.extend(parameters);
-                    }
-                });
+        let header = match cfg.load::<Call>() {
+            Some(call) if call.owner != self.id() => return Ok(()),
+            Some(call) => {
+                call.attempts.fetch_add(1, Ordering::Relaxed);
+                if !call.parameters_recorded.swap(true, Ordering::Relaxed) {
+                    record_parameters(&call.node, cfg, context.request(), &self.extra);
+                }
+                call.header.to_wire()
             }
-        }
+            None => match context::current().and_then(|c| c.outgoing_header()) {
+                Some(header) => header.to_wire(),
+                None => return Ok(()),
+            },
+        };
         // After signing, so the header is never part of a signature; replacing whatever
         // the SDK's recursion detection put there from the process-wide variable.
         if let Err(e) = context
             .request_mut()
             .headers_mut()
-            .try_insert(TRACE_HEADER, call.header.clone())
+            .try_insert(TRACE_HEADER, header)
         {
             tracing::debug!(error = %e, "trace header not added to the AWS request");
         }
@@ -228,12 +248,10 @@ impl Intercept for XRayInterceptor {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(Call(call)) = cfg.load::<Call>() else {
+        let Some(call) = cfg.load::<Call>().filter(|c| c.owner == self.id()) else {
             return Ok(());
         };
-        let Some(node) = &call.node else {
-            return Ok(());
-        };
+        let node = &call.node;
         if !call.parameters_recorded.load(Ordering::Relaxed) {
             identify(node, cfg);
         }
@@ -243,12 +261,11 @@ impl Intercept for XRayInterceptor {
             if let Some(aws) = &mut r.aws {
                 aws.retries = retries;
                 if let Some(resp) = response {
-                    let h = resp.headers();
-                    aws.request_id = ["x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id"]
+                    aws.request_id = REQUEST_ID_HEADERS
                         .iter()
-                        .find_map(|k| h.get(*k))
+                        .find_map(|name| header(resp, name))
                         .map(str::to_owned);
-                    aws.id_2 = h.get("x-amz-id-2").map(str::to_owned);
+                    aws.id_2 = header(resp, &ID_2_HEADER).map(str::to_owned);
                 }
             }
             if let Some(resp) = response {
@@ -256,9 +273,7 @@ impl Intercept for XRayInterceptor {
                     request: None,
                     response: Some(document::HttpResponse {
                         status: resp.status().as_u16(),
-                        content_length: resp
-                            .headers()
-                            .get("content-length")
+                        content_length: header(resp, &http::header::CONTENT_LENGTH)
                             .and_then(|v| v.parse().ok()),
                     }),
                 }));
@@ -282,6 +297,31 @@ impl Intercept for XRayInterceptor {
     }
 }
 
+/// The first value of a response header, if it is text.
+fn header<'a>(resp: &'a HttpResponse, name: &http::HeaderName) -> Option<&'a str> {
+    let value = resp.headers().get_all_bytes_by_name(name).next()?;
+    std::str::from_utf8(value).ok()
+}
+
+/// The call's request parameters (after identifying the call: which ones X-Ray records
+/// depends on the service), recorded once.
+fn record_parameters(
+    node: &Node,
+    cfg: &ConfigBag,
+    request: &HttpRequest,
+    extra: &[ExtraParameter],
+) {
+    let metadata = identify(node, cfg);
+    let (service, operation) = metadata.map_or(("", ""), |m| (m.service(), m.name()));
+    let mut parameters = request_parameters(service, operation, request, extra);
+    node.with_record(|r| {
+        if let Some(aws) = &mut r.aws {
+            // Into an empty map, a move rather than an insert per entry.
+            aws.parameters.append(&mut parameters);
+        }
+    });
+}
+
 /// Names the subsegment after the service (`DynamoDB`, `S3`) and records the operation
 /// and region, from what the SDK put in the config bag. Returns the operation metadata
 /// it found, for callers that need it too.
@@ -289,7 +329,7 @@ fn identify<'a>(node: &Node, cfg: &'a ConfigBag) -> Option<&'a Metadata> {
     let metadata = cfg.load::<Metadata>()?;
     let region = cfg
         .load::<aws_types::region::Region>()
-        .map(|r| r.to_string());
+        .map(|r| r.as_ref().to_owned());
     node.with_record(|r| {
         r.name = crate::sanitize::sanitize_name(metadata.service().to_owned().into());
         if let Some(aws) = &mut r.aws {
@@ -393,53 +433,61 @@ fn request_parameters(
     extra: &[ExtraParameter],
 ) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
-    // Read the body only for what needs it, once: for S3 (and Lambda's Invoke) it is the
-    // user's payload, possibly megabytes, and never holds parameters.
-    let cell = OnceCell::new();
-    let view = || cell.get_or_init(|| RequestView::new(request, service != "S3"));
-    match service {
-        "DynamoDB" => {
-            for (name, field) in DYNAMODB_PARAMETERS {
-                copy(view(), name, field, &mut out);
-            }
-            if let Some(items) = view().json_raw("RequestItems") {
-                if let Ok(tables) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(items.get()) {
-                    out.insert(
-                        "table_names".into(),
-                        tables.keys().map(|t| Value::from(*t)).collect(),
-                    );
-                }
-            }
+    let standard: &[(&str, &str)] = match service {
+        "DynamoDB" => DYNAMODB_PARAMETERS,
+        "S3" => {
+            s3_parameters(request, &mut out);
+            &[]
         }
-        "S3" => s3_parameters(request, &mut out),
-        "SQS" => copy(view(), "QueueUrl", "queue_url", &mut out),
-        "SNS" => copy(view(), "TopicArn", "topic_arn", &mut out),
-        "Lambda" => {
-            // In the path for all but CreateFunction, which has it in the body.
-            let path = request.uri().split('?').next().unwrap_or_default();
-            match path.split("/functions/").nth(1) {
-                Some(rest) => {
-                    let name = rest.split('/').next().unwrap_or_default();
-                    out.insert("function_name".into(), percent_decode(name).into());
-                }
-                None => copy(view(), "FunctionName", "function_name", &mut out),
+        "SQS" => &[("QueueUrl", "queue_url")],
+        "SNS" => &[("TopicArn", "topic_arn")],
+        // In the path for all but CreateFunction, which has it in the body.
+        "Lambda" => match lambda_function(request) {
+            Some(name) => {
+                out.insert("function_name".into(), name.into());
+                &[]
             }
-        }
-        _ => {}
+            None => &[("FunctionName", "function_name")],
+        },
+        _ => &[],
+    };
+    let wanted = || {
+        let extra = extra
+            .iter()
+            .filter(|p| p.service == service && (p.operation == operation || p.operation == "*"))
+            .map(|p| (p.name.as_str(), p.field.as_str()));
+        standard.iter().copied().chain(extra)
+    };
+    let table_names = service == "DynamoDB";
+    if wanted().next().is_none() {
+        return out;
     }
-    for p in extra
-        .iter()
-        .filter(|p| p.service == service && (p.operation == operation || p.operation == "*"))
-    {
-        copy(view(), &p.name, &p.field, &mut out);
+    // For S3 (and Lambda's Invoke) the body is the user's payload, possibly megabytes,
+    // and never holds parameters.
+    let view = RequestView::new(request, service != "S3", |key| {
+        (table_names && key == "RequestItems") || wanted().any(|(name, _)| name == key)
+    });
+    for (name, field) in wanted() {
+        if let Some(v) = view.get(name) {
+            out.insert(field.to_owned(), v);
+        }
+    }
+    if let Some(items) = view.json_raw("RequestItems") {
+        if let Ok(tables) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(items.get()) {
+            out.insert(
+                "table_names".into(),
+                tables.keys().map(|t| Value::from(*t)).collect(),
+            );
+        }
     }
     out
 }
 
-fn copy(view: &RequestView<'_>, name: &str, field: &str, out: &mut serde_json::Map<String, Value>) {
-    if let Some(v) = view.get(name) {
-        out.insert(field.to_owned(), v);
-    }
+/// The function a Lambda API request's path names (`/2015-03-31/functions/{name}/…`).
+fn lambda_function(request: &HttpRequest) -> Option<String> {
+    let path = request.uri().split('?').next().unwrap_or_default();
+    let rest = path.split("/functions/").nth(1)?;
+    Some(percent_decode(rest.split('/').next().unwrap_or_default()))
 }
 
 /// Bucket, key and prefix from an S3 request: path-style (`/bucket/key`) or
@@ -470,7 +518,7 @@ fn s3_parameters(request: &HttpRequest, out: &mut serde_json::Map<String, Value>
     if !key.is_empty() {
         out.insert("key".into(), percent_decode(key).into());
     }
-    for (k, v) in form_pairs(query) {
+    for (k, v) in form_pairs(query, &|k| k == "prefix" || k == "versionId") {
         match k.as_str() {
             "prefix" => {
                 out.insert("prefix".into(), v.into());
@@ -483,39 +531,43 @@ fn s3_parameters(request: &HttpRequest, out: &mut serde_json::Map<String, Value>
     }
 }
 
-/// A request's parameters: top-level keys of a JSON body, form fields of a query-protocol
-/// body, and query-string parameters.
+/// The parameters a call wants from its request: top-level values of a JSON body (kept
+/// unparsed), form fields of a query-protocol body, and query-string parameters. The
+/// rest (a DynamoDB item, an SQS message) is skipped without being copied or decoded.
 struct RequestView<'a> {
-    json: Option<BTreeMap<&'a str, &'a RawValue>>,
+    json: Vec<(&'a str, &'a RawValue)>,
     form: Vec<(String, String)>,
 }
 
 impl<'a> RequestView<'a> {
     /// `with_body: false` for protocols whose body is a payload rather than parameters.
-    fn new(request: &'a HttpRequest, with_body: bool) -> Self {
+    fn new(request: &'a HttpRequest, with_body: bool, wanted: impl Fn(&str) -> bool) -> Self {
         let body = match request.body().bytes() {
             Some(b) if with_body => b,
             _ => &[],
         };
         let json = if body.first() == Some(&b'{') {
-            serde_json::from_slice(body).ok()
+            json_fields(body, &wanted)
         } else {
             None
         };
         let mut form = Vec::new();
         if json.is_none() && !body.is_empty() {
             if let Ok(text) = std::str::from_utf8(body) {
-                form.extend(form_pairs(text));
+                form.extend(form_pairs(text, &wanted));
             }
         }
         if let Some((_, query)) = request.uri().split_once('?') {
-            form.extend(form_pairs(query));
+            form.extend(form_pairs(query, &wanted));
         }
-        RequestView { json, form }
+        RequestView {
+            json: json.unwrap_or_default(),
+            form,
+        }
     }
 
     fn json_raw(&self, name: &str) -> Option<&'a RawValue> {
-        self.json.as_ref()?.get(name).copied()
+        self.json.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 
     fn get(&self, name: &str) -> Option<Value> {
@@ -529,11 +581,49 @@ impl<'a> RequestView<'a> {
     }
 }
 
-fn form_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    text.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k), percent_decode(v))
-    })
+/// The `wanted` top-level fields of a JSON object, unparsed; `None` if `body` is not one.
+fn json_fields<'a>(
+    body: &'a [u8],
+    wanted: &dyn Fn(&str) -> bool,
+) -> Option<Vec<(&'a str, &'a RawValue)>> {
+    struct Fields<'w>(&'w dyn Fn(&str) -> bool);
+    impl<'de> Visitor<'de> for Fields<'_> {
+        type Value = Vec<(&'de str, &'de RawValue)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut fields = Vec::new();
+            while let Some(key) = map.next_key::<&'de str>()? {
+                if (self.0)(key) {
+                    fields.push((key, map.next_value()?));
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(fields)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let fields = serde::Deserializer::deserialize_map(&mut de, Fields(wanted)).ok()?;
+    de.end().ok()?;
+    Some(fields)
+}
+
+/// The `wanted` pairs of a form or query string, decoded.
+fn form_pairs<'t>(
+    text: &'t str,
+    wanted: &'t dyn Fn(&str) -> bool,
+) -> impl Iterator<Item = (String, String)> + 't {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = percent_decode(k);
+            wanted(&k).then(|| (k, percent_decode(v)))
+        })
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes are kept as they are.

@@ -230,23 +230,36 @@ impl TraceHeader {
 
 impl TraceHeader {
     /// The header as sent: `Root=…;Parent=…;Sampled=…[;extra]`, built in one buffer
-    /// (it is made for every outgoing call).
+    /// (it is made for every outgoing call) of exactly its length: such a `String`
+    /// becomes an `http::HeaderValue` without another allocation.
     pub(crate) fn to_wire(&self) -> String {
-        let mut out = String::with_capacity(80 + self.extra.len());
+        let parent = self.parent.map(SegmentId::to_hex);
+        let sampled = self.sampling.as_str();
+        let field = |key: &str, value_len: usize| key.len() + 1 + value_len;
+        let len = field(ROOT, TraceId::LEN)
+            + parent.map_or(0, |p| 1 + field(PARENT, p.len()))
+            + 1
+            + field(SAMPLED, sampled.len())
+            + if self.extra.is_empty() {
+                0
+            } else {
+                1 + self.extra.len()
+            };
+        let mut out = String::with_capacity(len);
         out.push_str(ROOT);
         out.push('=');
         self.root.with_str(|s| out.push_str(s));
-        if let Some(p) = self.parent {
+        if let Some(p) = parent {
             out.push(';');
             out.push_str(PARENT);
             out.push('=');
             // Hex digits only.
-            out.push_str(std::str::from_utf8(&p.to_hex()).unwrap_or_default());
+            out.push_str(std::str::from_utf8(&p).unwrap_or_default());
         }
         out.push(';');
         out.push_str(SAMPLED);
         out.push('=');
-        out.push_str(self.sampling.as_str());
+        out.push_str(sampled);
         if !self.extra.is_empty() {
             out.push(';');
             out.push_str(&self.extra);
@@ -275,6 +288,18 @@ mod tests {
 
     const LAMBDA: &str =
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:0";
+
+    #[test]
+    fn the_wire_form_fills_its_buffer_exactly() {
+        for text in [
+            LAMBDA,
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+        ] {
+            let wire = TraceHeader::parse(text).unwrap().to_wire();
+            assert_eq!(wire.capacity(), wire.len(), "{wire}");
+        }
+    }
 
     #[test]
     fn parses_lambda_header() {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::node::Node;
 use super::trace::note_current;
-#[cfg(any(feature = "aws-sdk", feature = "__http-client"))]
+#[cfg(feature = "__http-client")]
 use crate::document::Name;
 use crate::header::TraceHeader;
 use crate::id::TraceId;
@@ -60,7 +60,7 @@ impl Context {
     /// Starts a call to another service: its subsegment, named by `name`, when the
     /// trace records, and the header to send with it (naming that subsegment as the
     /// parent). `None` outside a trace.
-    #[cfg(any(feature = "aws-sdk", feature = "__http-client"))]
+    #[cfg(feature = "__http-client")]
     pub(crate) fn begin_call(
         &self,
         name: impl FnOnce() -> Name,

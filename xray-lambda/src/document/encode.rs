@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use serde::Serialize;
 
 use super::{
-    AnnotationValue, Http, Kind, MetadataValue, Record, Shrink, Timestamp, MAX_HTTP_FIELD,
+    AnnotationValue, Aws, Http, Kind, MetadataValue, Record, Shrink, Timestamp, MAX_HTTP_FIELD,
 };
 use crate::id::{SegmentId, TraceId};
 
@@ -464,7 +464,7 @@ fn write_fields(r: &Record, out: &mut Vec<u8>) {
         write_http(out, http);
     }
     if let Some(aws) = &r.aws {
-        write_field(out, "aws", aws);
+        write_aws(out, aws);
     } else if let Some(origin) = &r.origin {
         if let Some(aws) = &origin.aws {
             out.extend_from_slice(b",\"aws\":");
@@ -527,6 +527,34 @@ fn write_http(out: &mut Vec<u8>, http: &Http) {
             write_u64(out, length);
         }
         out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// `,"aws":{…}` of an AWS SDK call, the recorded request parameters among its fields.
+fn write_aws(out: &mut Vec<u8>, aws: &Aws) {
+    out.extend_from_slice(b",\"aws\":{\"operation\":");
+    write_str(out, &aws.operation);
+    for (key, value) in [
+        (&b",\"region\":"[..], &aws.region),
+        (b",\"request_id\":", &aws.request_id),
+        (b",\"id_2\":", &aws.id_2),
+    ] {
+        if let Some(value) = value {
+            out.extend_from_slice(key);
+            write_str(out, value);
+        }
+    }
+    out.extend_from_slice(b",\"retries\":");
+    write_u64(out, u64::from(aws.retries));
+    for (key, value) in &aws.parameters {
+        out.push(b',');
+        write_str(out, key);
+        out.push(b':');
+        match value {
+            serde_json::Value::String(s) => write_str(out, s),
+            other => write_json(out, other),
+        }
     }
     out.push(b'}');
 }

@@ -469,17 +469,13 @@ pub(crate) struct Sql {
 
 /// `aws` of a subsegment for an AWS SDK call. `parameters` are the recorded request
 /// parameters, already snake_cased (`table_name`, `bucket_name`, …).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Aws {
     pub operation: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id_2: Option<String>,
     pub retries: u32,
-    #[serde(flatten)]
     pub parameters: serde_json::Map<String, serde_json::Value>,
 }
 
