@@ -94,6 +94,7 @@ mod platform;
 mod sampling;
 mod sanitize;
 mod segment;
+mod spare;
 mod subsegment;
 #[cfg(feature = "tracing-layer")]
 mod tracing_layer;

@@ -6,17 +6,53 @@ use std::time::Instant;
 use crate::document::{Children, Kind, Name, Record, Shrunk, Subtree, Timestamp};
 use crate::emitter::MAX_SUBTREE;
 use crate::id::{SegmentId, TraceId};
+use crate::spare;
 
 use super::node::State;
 
 /// The open nodes of a trace, by slot, and the size of the finished subtrees they
 /// hold. A slot freed is reused in place, its document rewritten field by field, so
 /// opening a node moves no document around and reuses what its allocations can.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Nodes {
     slots: Vec<Slot>,
     free: Vec<u32>,
     pub(super) pending: Pending,
+}
+
+/// Slots a trace starts with room for: nodes open at once in a usual invocation.
+const INITIAL_SLOTS: usize = 4;
+
+impl Default for Nodes {
+    fn default() -> Self {
+        Nodes {
+            slots: spare::take(INITIAL_SLOTS),
+            free: Vec::new(),
+            pending: Pending::default(),
+        }
+    }
+}
+
+/// The slab goes to the thread's spares for the next trace: a slot is a few hundred
+/// bytes, so even a small slab is a large allocation.
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        let mut slots = std::mem::take(&mut self.slots);
+        for slot in &mut slots {
+            std::mem::take(&mut slot.state.children).recycle();
+        }
+        spare::give(slots);
+    }
+}
+
+thread_local! {
+    static SLABS: spare::Pool<Slot> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl spare::Kept for Slot {
+    fn pool() -> &'static std::thread::LocalKey<spare::Pool<Self>> {
+        &SLABS
+    }
 }
 
 /// A node, as its trace holds it.
@@ -46,10 +82,6 @@ pub(super) struct Opening {
     pub(super) kind: Kind,
     pub(super) start_time: Timestamp,
 }
-
-/// A child's buffer larger than this is let go when its slot is freed, rather than
-/// kept for the slot's next node.
-const KEPT_BUFFER: usize = 4096;
 
 /// What ending a node left to do once the trace's lock is let go.
 #[derive(Debug)]
@@ -115,7 +147,9 @@ impl Nodes {
     fn release(&mut self, i: usize) {
         if let Some(s) = self.slots.get_mut(i) {
             s.live = false;
-            s.state.children.clear(KEPT_BUFFER);
+            // Its buffers go to the thread's spares, for whatever children come next
+            // (this trace's or the next invocation's).
+            std::mem::take(&mut s.state.children).recycle();
             self.free.push(i as u32);
         }
     }
@@ -325,5 +359,21 @@ mod tests {
         assert!(end_node(&mut nodes, c, ids[2]).is_some());
         assert_eq!(nodes.len(), 1);
         assert!(nodes.get_mut(7, later).is_none());
+    }
+
+    #[test]
+    fn a_dropped_trace_leaves_its_slab_to_the_next_one_on_the_thread() {
+        spare::drain::<Slot>();
+        let mut nodes = Nodes::default();
+        for _ in 0..6 {
+            nodes.insert(opening(SegmentId::random()), TraceId::new());
+        }
+        let (slab, capacity) = (nodes.slots.as_ptr(), nodes.slots.capacity());
+        drop(nodes);
+        assert_eq!(spare::kept::<Slot>(), 1);
+        let next = Nodes::default();
+        assert_eq!(next.slots.as_ptr(), slab);
+        assert_eq!(next.slots.capacity(), capacity);
+        assert_eq!(next.len(), 0, "with none of the last trace's nodes");
     }
 }

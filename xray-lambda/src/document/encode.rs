@@ -13,6 +13,7 @@ use super::{
     AnnotationValue, Aws, Http, Kind, MetadataValue, Record, Shrink, Timestamp, MAX_HTTP_FIELD,
 };
 use crate::id::{SegmentId, TraceId};
+use crate::spare;
 
 /// The most bytes the fields of a document sent on its own add in front of a subtree:
 /// `{"trace_id":"<35>","parent_id":"<16>","type":"subsegment",` is 96.
@@ -95,7 +96,9 @@ impl Children {
             // Room for a few dozen small children at once, rather than growing a few
             // bytes at a time; as much as a sent subtree needed, when one is spare.
             self.json = spare::take(INITIAL_BUFFER + its_children.json.len());
-            self.items.reserve(INITIAL_CHILDREN);
+        }
+        if self.items.capacity() == 0 {
+            self.items = spare::take(INITIAL_CHILDREN);
         }
         let start = self.json.len();
         let shrunk = write_fitting(record, &mut self.json, start, limit);
@@ -140,20 +143,10 @@ impl Children {
         (child, overflow, shrunk)
     }
 
-    /// Empties it, keeping its room when that is at most `keep` bytes.
-    pub(crate) fn clear(&mut self, keep: usize) {
-        if self.json.capacity() > keep {
-            *self = Children::default();
-        } else {
-            self.json.clear();
-            self.items.clear();
-            self.count = 0;
-        }
-    }
-
-    /// Lets go of it, keeping its buffer for the next children on this thread.
+    /// Lets go of it, keeping its buffers for the next children on this thread.
     pub(crate) fn recycle(self) {
         spare::give(self.json);
+        spare::give(self.items);
     }
 
     /// Moves `other`'s children after these.
@@ -174,7 +167,7 @@ impl Children {
             .iter()
             .map(|c| self.subtree(c, Kind::Subsegment))
             .collect();
-        *self = Children::default();
+        std::mem::take(self).recycle();
         out
     }
 
@@ -259,6 +252,7 @@ impl Subtree {
         let mut one = Children::default();
         let (child, overflow, shrunk) = one.push(&mut record, &children, limit);
         children.recycle();
+        spare::give(one.items);
         // The one child is the whole buffer: it becomes the subtree's, uncopied.
         let subtree = Subtree {
             trace_id: child.trace_id,
@@ -323,44 +317,13 @@ pub(crate) fn report(shrunk: Option<Shrunk>) {
     }
 }
 
-/// Buffers of subtrees sent, kept for the next children encoded on the thread: an
-/// invocation's handler then writes into a buffer already grown to what the last one
-/// needed, instead of growing a new one step by step.
-mod spare {
-    use std::cell::RefCell;
+thread_local! {
+    static CHILD_LISTS: spare::Pool<Child> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-    /// Buffers kept per thread: the handler's children and the document they went in.
-    pub(super) const KEEP: usize = 4;
-    /// Larger buffers are let go.
-    const MAX_KEPT: usize = 128 * 1024;
-
-    thread_local! {
-        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// An empty buffer with room for at least `min` bytes.
-    pub(super) fn take(min: usize) -> Vec<u8> {
-        let kept = SPARE
-            .try_with(|s| s.try_borrow_mut().ok()?.pop())
-            .ok()
-            .flatten();
-        let mut buf = kept.unwrap_or_default();
-        buf.reserve(min);
-        buf
-    }
-
-    pub(super) fn give(mut buf: Vec<u8>) {
-        if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
-            return;
-        }
-        buf.clear();
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < KEEP {
-                    s.push(buf);
-                }
-            }
-        });
+impl spare::Kept for Child {
+    fn pool() -> &'static std::thread::LocalKey<spare::Pool<Self>> {
+        &CHILD_LISTS
     }
 }
 
@@ -801,20 +764,24 @@ mod tests {
     }
 
     #[test]
-    fn sent_buffers_are_kept_for_the_next_children_up_to_a_bound() {
-        for _ in 0..spare::KEEP {
-            spare::take(0);
-        }
-        spare::give(Vec::with_capacity(20_000));
-        let kept = spare::take(100);
-        assert!(kept.capacity() >= 20_000 && kept.is_empty());
-        spare::give(Vec::with_capacity(1 << 20));
-        assert!(spare::take(100).capacity() < 1 << 20, "too large to keep");
-        for _ in 0..10 {
-            spare::give(Vec::with_capacity(8192));
-        }
-        let taken: Vec<_> = (0..10).map(|_| spare::take(1).capacity()).collect();
-        assert_eq!(taken.iter().filter(|&&c| c >= 8192).count(), spare::KEEP);
+    fn every_buffer_of_an_encoded_subtree_goes_back_to_the_pool() {
+        let empty_pools = || {
+            spare::drain::<u8>();
+            spare::drain::<Child>();
+        };
+        empty_pools();
+        let parent = record();
+        let mut under_a = Children::default();
+        under_a.add(&mut named("b", &parent, 0), &Children::default(), LIMIT);
+        let mut children = Children::default();
+        children.add(&mut named("a", &parent, 0), &under_a, LIMIT);
+        under_a.recycle();
+        let (subtree, _, _) = Subtree::encode(parent, children, LIMIT);
+        subtree.recycle();
+        // The encoding took `under_a`'s text and list, let go just before; with those of
+        // `children`, all four buffers are back.
+        assert_eq!((spare::kept::<u8>(), spare::kept::<Child>()), (2, 2));
+        empty_pools();
     }
 
     #[test]
