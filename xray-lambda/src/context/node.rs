@@ -75,7 +75,7 @@ impl State {
     /// Empties it for a new node, keeping what it can reuse; gives the record, to be
     /// [`Record::reset`].
     pub(super) fn clear(&mut self) -> &mut Record {
-        std::mem::take(&mut self.children).recycle();
+        self.children.recycle();
         self.child_errors.clear();
         &mut self.record
     }

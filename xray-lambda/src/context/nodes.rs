@@ -39,7 +39,7 @@ impl Drop for Nodes {
     fn drop(&mut self) {
         let mut slots = std::mem::take(&mut self.slots);
         for slot in &mut slots {
-            std::mem::take(&mut slot.state.children).recycle();
+            slot.state.children.recycle();
         }
         spare::give(slots);
     }
@@ -149,7 +149,7 @@ impl Nodes {
             s.live = false;
             // Its buffers go to the thread's spares, for whatever children come next
             // (this trace's or the next invocation's).
-            std::mem::take(&mut s.state.children).recycle();
+            s.state.children.recycle();
             self.free.push(i as u32);
         }
     }
