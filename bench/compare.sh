@@ -33,6 +33,8 @@ for sampled in "" "-unsampled"; do
   p=$(per "put-item-plain$sampled" 1000); o=$(per "put-item-ours$sampled" 1000); l=$(per "put-item-lite$sampled" 1000)
   echo "  Sampled=$([ -z "$sampled" ] && echo 1 || echo 0): plain $p; XRayInterceptor +$((o - p)); xray-lite-aws-sdk +$((l - p))"
 done
+p=$(per put-large-item-plain 1000); o=$(per put-large-item-ours 1000)
+echo "  Sampled=1, a 15 KB item (400 attributes): plain $p; XRayInterceptor +$((o - p))"
 echo "Per HTTP GET through reqwest-middleware (1,000 in invocations of 10):"
 for sampled in "" "-unsampled"; do
   p=$(per "http-plain$sampled" 1000); o=$(per "http-ours$sampled" 1000)

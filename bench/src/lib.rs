@@ -212,6 +212,25 @@ pub fn dynamodb_client(endpoint: &str, traced: bool) -> aws_sdk_dynamodb::Client
 
 /// One `PutItem`, with `per_call` registered on this call only (as xray-lite requires);
 /// whether it succeeded.
+/// A `PutItem` of an item with `attributes` string attributes (about 37 bytes of JSON
+/// each), as much of the request body as a user's data takes.
+pub async fn put_large_item(client: aws_sdk_dynamodb::Client, attributes: usize) -> bool {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = (0..attributes)
+        .map(|i| {
+            (
+                format!("attribute_{i}"),
+                AttributeValue::S(format!("value number {i}")),
+            )
+        })
+        .collect();
+    let request = client
+        .put_item()
+        .table_name("users-table")
+        .set_item(Some(item));
+    request.send().await.is_ok()
+}
+
 pub async fn put_item(
     client: aws_sdk_dynamodb::Client,
     per_call: Option<SharedInterceptor>,

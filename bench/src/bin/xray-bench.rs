@@ -16,8 +16,8 @@ use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
     bare_service, captured, dynamodb_client, dynamodb_stub, header, http_client, http_get,
-    in_invocation, instrumented, invoke, put_item, seed_services, seed_work, subscriber,
-    thread_cpu_time, traced_service, Clients, Sink,
+    in_invocation, instrumented, invoke, put_item, put_large_item, seed_services, seed_work,
+    subscriber, thread_cpu_time, traced_service, Clients, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
@@ -182,6 +182,8 @@ struct Variant {
 
 /// AWS calls per measured invocation.
 const CALLS: u32 = 10;
+/// Attributes of the large item (about 15 KB of request body).
+const LARGE_ITEM: usize = 400;
 
 /// `(wall, caller CPU)` of each of `runs`, per call of `per`: measured in interleaved
 /// rounds so drift in the loopback round trip hits all alike, and as this thread's CPU
@@ -593,7 +595,20 @@ fn count_aws_workload(workload: &str, sink: &Sink) {
             invoke(&mut svc, &header(sampled));
         }
     };
+    let put_large_items = |client: aws_sdk_dynamodb::Client| {
+        let rt = rt.clone();
+        let mut svc = traced_service(&sink.address, move || {
+            for _ in 0..10 {
+                assert!(rt.block_on(put_large_item(client.clone(), LARGE_ITEM).in_current_trace()));
+            }
+        });
+        for _ in 0..100 {
+            invoke(&mut svc, &header(sampled));
+        }
+    };
     match workload.trim_end_matches("-unsampled") {
+        "put-large-item-plain" => put_large_items(plain),
+        "put-large-item-ours" => put_large_items(ours),
         "put-item-plain" => put_items(plain, false),
         "put-item-ours" => put_items(ours, false),
         "put-item-lite" => put_items(plain, true),

@@ -1,0 +1,417 @@
+//! [`XRayInterceptor`]: every AWS SDK for Rust call as a subsegment, and the trace
+//! header on every request. Feature `aws-sdk` (on by default).
+//!
+//! The AWS SDK has no global registration: add the interceptor to each client's
+//! config, or to a single call.
+//!
+//! ```no_run
+//! # async fn example(sdk_config: aws_types::SdkConfig) {
+//! use xray_lambda::aws::XRayInterceptor;
+//!
+//! // Every call of this client:
+//! // let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+//! //     aws_sdk_dynamodb::config::Builder::from(&sdk_config)
+//! //         .interceptor(XRayInterceptor::new())
+//! //         .build(),
+//! // );
+//! // One call:
+//! // s3.get_object().bucket("b").key("k")
+//! //     .customize().interceptor(XRayInterceptor::new())
+//! //     .send().await;
+//! # let _ = (sdk_config, XRayInterceptor::new());
+//! # }
+//! ```
+
+mod json_object;
+mod parameters;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use serde_json::Value;
+
+use crate::context::{self, Node};
+use crate::document::{self, Http, AWS_NAMESPACE};
+use crate::exception;
+use crate::header::TraceHeader;
+use crate::ErrorKind;
+use parameters::{request_parameters, ExtraParameter};
+
+/// The request header that carries the trace, as a parsed name: the SDK parses a string
+/// name on every insert (and, for one with capitals, copies it first).
+const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
+/// Where services put the request id: most, S3, a few others. Parsed names again: a
+/// lookup by string parses it first.
+const REQUEST_ID_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-amzn-requestid"),
+    http::HeaderName::from_static("x-amz-request-id"),
+    http::HeaderName::from_static("x-amzn-request-id"),
+];
+/// S3's extended request id.
+const ID_2_HEADER: http::HeaderName = http::HeaderName::from_static("x-amz-id-2");
+/// Subsegment name when the operation metadata is missing.
+const UNKNOWN_SERVICE: &str = "AWS";
+
+/// Error codes that mean "slow down", whatever the HTTP status.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "TooManyRequestsException",
+    "TransactionInProgressException",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Records each AWS SDK call made under a trace as a subsegment named after the service
+/// (`DynamoDB`, `S3`, …) with the operation, region, request id, retries, HTTP status
+/// and the request parameters X-Ray knows (`table_name`, `bucket_name`, `key`, …), and
+/// sends the trace header with the request.
+///
+/// One subsegment per operation, however many attempts it takes (`aws.retries`). Safe
+/// to share: per-call state lives in the call's config bag, not in the interceptor.
+/// Without a trace it does nothing, and the SDK's own header handling is untouched.
+#[derive(Clone, Default)]
+pub struct XRayInterceptor {
+    extra: Arc<Vec<ExtraParameter>>,
+}
+
+impl fmt::Debug for XRayInterceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XRayInterceptor")
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+impl XRayInterceptor {
+    /// An interceptor recording the standard parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tells this instance from another registered for the same call: its address,
+    /// stable while the SDK holds it (it is never zero-sized).
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Also records the request parameter `name` (as sent: a JSON body key, a form or
+    /// query parameter, e.g. `"ReturnValues"`) of `service`'s `operation` (`"*"` for
+    /// all), under its snake_case name (`return_values`).
+    pub fn with_parameter(mut self, service: &str, operation: &str, name: &str) -> Self {
+        Arc::make_mut(&mut self.extra).push(ExtraParameter::new(service, operation, name));
+        self
+    }
+}
+
+/// What a recorded call carries through its config bag. The bag boxes it; hooks share
+/// it by reference, hence the atomics.
+#[derive(Debug)]
+struct Call {
+    /// The interceptor that recorded it ([`XRayInterceptor::id`]): another one
+    /// registered for the same call leaves it alone.
+    owner: usize,
+    node: Arc<Node>,
+    /// Made into text for each attempt: the request takes the text by value.
+    header: TraceHeader,
+    attempts: AtomicU32,
+    parameters_recorded: AtomicBool,
+}
+
+impl Storable for Call {
+    type Storer = StoreReplace<Self>;
+}
+
+// Tells the SDK which hooks this implements: it then skips the others, each of which it
+// would otherwise call after a config-bag lookup (`DisableInterceptor`), about a fifth of
+// this interceptor's own work per call.
+#[aws_smithy_runtime_api::client::interceptors::dyn_dispatch_hint]
+impl Intercept for XRayInterceptor {
+    fn name(&self) -> &'static str {
+        "XRayInterceptor"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Nothing to keep for a call that is not recorded: its header is read from the
+        // current context when the request goes out.
+        let Some(at) = context::current_recording() else {
+            return Ok(());
+        };
+        if cfg.load::<Call>().is_some() {
+            // Registered twice (on the client and on the call): one subsegment is enough.
+            return Ok(());
+        }
+        // The operation's metadata is not in the bag yet: `identify` names the
+        // subsegment once it is.
+        let Some(node) = Node::child(at, UNKNOWN_SERVICE.into(), false) else {
+            return Ok(());
+        };
+        node.with_record(|r| {
+            r.namespace = Some(AWS_NAMESPACE);
+            r.aws = Some(Box::default());
+        });
+        cfg.interceptor_state().store_put(Call {
+            owner: self.id(),
+            header: node.outgoing_header(),
+            node,
+            attempts: AtomicU32::new(0),
+            parameters_recorded: AtomicBool::new(false),
+        });
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let header = match cfg.load::<Call>() {
+            Some(call) if call.owner != self.id() => return Ok(()),
+            Some(call) => {
+                call.attempts.fetch_add(1, Ordering::Relaxed);
+                if !call.parameters_recorded.swap(true, Ordering::Relaxed) {
+                    record_parameters(&call.node, cfg, context.request(), &self.extra);
+                }
+                call.header.to_wire()
+            }
+            None => match context::current().and_then(|c| c.outgoing_header()) {
+                Some(header) => header.to_wire(),
+                None => return Ok(()),
+            },
+        };
+        // After signing, so the header is never part of a signature; replacing whatever
+        // the SDK's recursion detection put there from the process-wide variable.
+        if let Err(e) = context
+            .request_mut()
+            .headers_mut()
+            .try_insert(TRACE_HEADER, header)
+        {
+            tracing::debug!(error = %e, "trace header not added to the AWS request");
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(call) = cfg.load::<Call>().filter(|c| c.owner == self.id()) else {
+            return Ok(());
+        };
+        let node = &call.node;
+        if !call.parameters_recorded.load(Ordering::Relaxed) {
+            identify(node, cfg);
+        }
+        let retries = call.attempts.load(Ordering::Relaxed).saturating_sub(1);
+        let response = context.response();
+        node.with_record(|r| {
+            if let Some(aws) = &mut r.aws {
+                aws.retries = retries;
+                if let Some(resp) = response {
+                    aws.request_id = REQUEST_ID_HEADERS
+                        .iter()
+                        .find_map(|name| header(resp, name))
+                        .map(str::to_owned);
+                    aws.id_2 = header(resp, &ID_2_HEADER).map(str::to_owned);
+                }
+            }
+            if let Some(resp) = response {
+                r.http = Some(Box::new(Http {
+                    request: None,
+                    response: Some(document::HttpResponse {
+                        status: resp.status().as_u16(),
+                        content_length: header(resp, &http::header::CONTENT_LENGTH)
+                            .and_then(|v| v.parse().ok()),
+                    }),
+                }));
+            }
+        });
+        match (response, context.output_or_error()) {
+            (Some(resp), _) if resp.status().as_u16() >= 400 => {
+                record_service_error(node, resp, context)
+            }
+            (_, Some(Err(err))) => {
+                let mut exceptions = exception::from_error(err, None);
+                if let Some(first) = exceptions.first_mut() {
+                    first.kind = orchestrator_error_kind(err).to_owned();
+                }
+                node.add_exceptions(exceptions, ErrorKind::Fault);
+            }
+            _ => {}
+        }
+        node.end();
+        Ok(())
+    }
+}
+
+/// The first value of a response header, if it is text.
+fn header<'a>(resp: &'a HttpResponse, name: &http::HeaderName) -> Option<&'a str> {
+    let value = resp.headers().get_all_bytes_by_name(name).next()?;
+    std::str::from_utf8(value).ok()
+}
+
+/// The call's request parameters (after identifying the call: which ones X-Ray records
+/// depends on the service), recorded once.
+fn record_parameters(
+    node: &Node,
+    cfg: &ConfigBag,
+    request: &HttpRequest,
+    extra: &[ExtraParameter],
+) {
+    let metadata = identify(node, cfg);
+    let (service, operation) = metadata.map_or(("", ""), |m| (m.service(), m.name()));
+    let mut parameters = request_parameters(service, operation, request, extra);
+    node.with_record(|r| {
+        if let Some(aws) = &mut r.aws {
+            // Into an empty map, a move rather than an insert per entry.
+            aws.parameters.append(&mut parameters);
+        }
+    });
+}
+
+/// Names the subsegment after the service (`DynamoDB`, `S3`) and records the operation
+/// and region, from what the SDK put in the config bag. Returns the operation metadata
+/// it found, for callers that need it too.
+fn identify<'a>(node: &Node, cfg: &'a ConfigBag) -> Option<&'a Metadata> {
+    let metadata = cfg.load::<Metadata>()?;
+    let region = cfg
+        .load::<aws_types::region::Region>()
+        .map(|r| r.as_ref().to_owned());
+    node.with_record(|r| {
+        r.name = crate::sanitize::sanitize_name(metadata.service().to_owned().into());
+        if let Some(aws) = &mut r.aws {
+            aws.operation = metadata.name().to_owned();
+            aws.region = region;
+        }
+    });
+    Some(metadata)
+}
+
+fn orchestrator_error_kind<E>(
+    err: &aws_smithy_runtime_api::client::orchestrator::OrchestratorError<E>,
+) -> &'static str {
+    if err.is_timeout_error() {
+        "TimeoutError"
+    } else if let Some(c) = err.as_connector_error() {
+        if c.is_timeout() {
+            "TimeoutError"
+        } else if c.is_io() {
+            "ConnectionError"
+        } else {
+            "ConnectorError"
+        }
+    } else if err.is_response_error() {
+        "ResponseError"
+    } else if err.is_interceptor_error() {
+        "InterceptorError"
+    } else {
+        "SdkError"
+    }
+}
+
+/// A 4xx or 5xx answer: the service's error code and message as a remote exception.
+fn record_service_error(
+    node: &Node,
+    resp: &HttpResponse,
+    context: &FinalizerInterceptorContextRef<'_>,
+) {
+    let status = resp.status().as_u16();
+    let (code, message) = error_code_and_message(resp);
+    let code = code.unwrap_or_else(|| format!("HTTP {status}"));
+    let message = message
+        .or_else(|| match context.output_or_error() {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let kind = if THROTTLING_CODES.contains(&code.as_str()) {
+        ErrorKind::Throttle
+    } else {
+        ErrorKind::for_status(status).unwrap_or(ErrorKind::Error)
+    };
+    node.add_exceptions(vec![exception::remote(code, message)], kind);
+}
+
+/// The error code and message of an AWS error response: JSON (`__type`, `code`,
+/// `message`), XML (`<Code>`, `<Message>`), or the `x-amzn-ErrorType` header.
+fn error_code_and_message(resp: &HttpResponse) -> (Option<String>, Option<String>) {
+    let header_code = resp.headers().get("x-amzn-errortype").map(clean_code);
+    let Some(body) = resp.body().bytes().filter(|b| !b.is_empty()) else {
+        return (header_code, None);
+    };
+    if let Ok(json) = serde_json::from_slice::<BTreeMap<String, Value>>(body) {
+        let field = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| json.get(*k)?.as_str().map(str::to_owned))
+        };
+        let code = field(&["__type", "code", "Code"]).map(|c| clean_code(&c));
+        return (
+            header_code.or(code),
+            field(&["message", "Message", "errorMessage"]),
+        );
+    }
+    let text = String::from_utf8_lossy(body);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find("</")? + start;
+        Some(text[start..end].trim().to_owned())
+    };
+    (header_code.or_else(|| tag("Code")), tag("Message"))
+}
+
+/// `com.amazonaws.dynamodb.v20120810#ResourceNotFoundException` → the last part;
+/// `Code:http://…` → `Code`.
+fn clean_code(raw: &str) -> String {
+    let after_hash = raw.rsplit('#').next().unwrap_or(raw);
+    after_hash
+        .split(':')
+        .next()
+        .unwrap_or(after_hash)
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(
+            clean_code("com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(
+            clean_code("ValidationException:http://internal.amazon.com/coral/"),
+            "ValidationException"
+        );
+        assert_eq!(clean_code("NoSuchKey"), "NoSuchKey");
+    }
+}
