@@ -298,6 +298,7 @@ thread_local! {
 struct Busy(());
 
 impl Busy {
+    #[inline]
     fn enter() -> Option<Busy> {
         BUSY.try_with(|b| (!b.replace(true)).then_some(Busy(())))
             .ok()
@@ -306,6 +307,7 @@ impl Busy {
 }
 
 impl Drop for Busy {
+    #[inline]
     fn drop(&mut self) {
         let _ = BUSY.try_with(|b| b.set(false));
     }
