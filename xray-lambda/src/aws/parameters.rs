@@ -82,8 +82,9 @@ pub(super) fn request_parameters(
     if wanted().next().is_none() {
         return out;
     }
-    // For S3 (and Lambda's Invoke) the body is the user's payload, possibly megabytes,
-    // and never holds parameters.
+    // S3's body is the user's object, possibly megabytes, and never holds parameters.
+    // (Nor does Lambda's `Invoke` payload, read only when parameters asked for with
+    // `with_parameter` are not found in the path.)
     let view = RequestView::new(request, service != "S3", |key| {
         (table_names && key == "RequestItems") || wanted().any(|(name, _)| name == key)
     });
