@@ -83,8 +83,8 @@ pub(super) fn request_parameters(
         return out;
     }
     // S3's body is the user's object, possibly megabytes, and never holds parameters.
-    // (Nor does Lambda's `Invoke` payload, read only when parameters asked for with
-    // `with_parameter` are not found in the path.)
+    // Lambda's `Invoke` payload is read only for parameters asked for with
+    // `with_parameter`: the function's name is in the path.
     let view = RequestView::new(request, service != "S3", |key| {
         (table_names && key == "RequestItems") || wanted().any(|(name, _)| name == key)
     });
