@@ -401,6 +401,38 @@ fn clean_code(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::test_support::{within, Daemon};
+    use aws_smithy_runtime_api::client::interceptors::context::{Input, InterceptorContext};
+
+    /// What `read_before_execution` leaves in a call's config bag under a trace.
+    fn kept_for_a_call(sampled: bool) -> Option<bool> {
+        let daemon = Daemon::new();
+        let facade = daemon.facade(sampled);
+        let context = InterceptorContext::new(Input::erase(()));
+        let mut cfg = ConfigBag::base();
+        let interceptor = XRayInterceptor::new();
+        within(&facade, || {
+            interceptor
+                .read_before_execution(&(&context).into(), &mut cfg)
+                .unwrap();
+            // A second registration of the same call records nothing of its own.
+            XRayInterceptor::new()
+                .read_before_execution(&(&context).into(), &mut cfg)
+                .unwrap();
+        });
+        cfg.load::<Call>()
+            .map(|call| call.owner == interceptor.id())
+    }
+
+    #[test]
+    fn only_a_sampled_call_keeps_state_in_the_config_bag() {
+        assert_eq!(kept_for_a_call(false), None);
+        assert_eq!(
+            kept_for_a_call(true),
+            Some(true),
+            "the first registration's"
+        );
+    }
 
     #[test]
     fn error_codes() {
