@@ -1,8 +1,9 @@
 //! One outgoing HTTP request as a subsegment: what both client entry points share.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
-use crate::context::{self, Node, OnComplete, Opened};
+use crate::context::{self, Node, OnComplete};
 use crate::document::{ErrorKind, Exception, Http, HttpRequest, REMOTE_NAMESPACE};
 use crate::glob;
 
@@ -53,29 +54,25 @@ impl ClientSettings {
     }
 
     /// Starts a request: under a sampled trace, its subsegment (named after the host,
-    /// under what is current) and a trace header naming it as the parent; under an
-    /// unsampled one, the header with the function segment as the parent. Any trace
-    /// header already on the request is replaced. An ignored host, or no trace, leaves
-    /// the request as it is.
+    /// under what is current), which it gives back, and a trace header naming it as the
+    /// parent; under an unsampled one, the header with the function segment as the
+    /// parent. Any trace header already on the request is replaced. An ignored host, or
+    /// no trace, leaves the request as it is.
     pub(crate) fn begin(
         &self,
         method: &http::Method,
         target: &Target<'_>,
         headers: &mut http::HeaderMap,
-    ) -> Opened {
-        let Some(current) = context::current() else {
-            return Opened::node_or_current(None);
-        };
+    ) -> Option<Arc<Node>> {
+        let current = context::current()?;
         if self
             .ignored_hosts
             .iter()
             .any(|p| glob::matches_ignoring_case(p, target.host))
         {
-            return Opened::node_or_current(None);
+            return None;
         }
-        let Some((node, header)) = current.begin_call(|| Cow::Owned(target.host.to_owned())) else {
-            return Opened::node_or_current(None);
-        };
+        let (node, header) = current.begin_call(|| Cow::Owned(target.host.to_owned()))?;
         if let Ok(value) = http::HeaderValue::try_from(header.to_wire()) {
             headers.insert(TRACE_HEADER, value);
         }
@@ -93,7 +90,7 @@ impl ClientSettings {
                 }));
             });
         }
-        Opened::node_or_current(node)
+        node
     }
 }
 

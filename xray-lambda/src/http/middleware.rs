@@ -3,7 +3,7 @@
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::context::Scope;
+use crate::context::{Opened, Scope};
 use crate::exception;
 
 use super::call::{CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
@@ -44,7 +44,10 @@ impl Middleware for XRayMiddleware {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let url = req.url().clone();
+        // The headers are taken out for a moment (a move, no copy) so that the target can
+        // borrow the URL in place.
+        let mut headers = std::mem::take(req.headers_mut());
+        let url = req.url();
         let target = Target {
             scheme: url.scheme(),
             host: url.host_str().unwrap_or_default(),
@@ -52,10 +55,17 @@ impl Middleware for XRayMiddleware {
             path: url.path(),
             query: url.query(),
         };
-        let opened = self
-            .settings
-            .begin(&req.method().clone(), &target, req.headers_mut());
-        Scope::new(next.run(req, extensions), opened, RecordOutcome).await
+        let node = self.settings.begin(req.method(), &target, &mut headers);
+        *req.headers_mut() = headers;
+        match node {
+            Some(node) => {
+                let opened = Opened::node_or_current(Some(node));
+                Scope::new(next.run(req, extensions), opened, RecordOutcome).await
+            }
+            // Nothing to make current or to end: the rest of the chain runs in this
+            // future's polls, under whatever context its caller's have.
+            None => next.run(req, extensions).await,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use lambda_runtime::tower::{Layer, Service};
 
-use crate::context::Scope;
+use crate::context::{Opened, Scope};
 use crate::exception;
 
 use super::call::{CallOutput, ClientSettings, Outcome, RecordOutcome, Target};
@@ -97,15 +97,14 @@ where
             query: uri.query(),
         };
         let method = req.method().clone();
-        let opened = self.settings.begin(&method, &target, req.headers_mut());
+        let node = self.settings.begin(&method, &target, req.headers_mut());
         let inner = self.inner.call(req);
         ResponseFuture {
-            state: if opened.node.is_some() {
-                State::Recorded {
-                    scope: Scope::new(inner, opened, RecordOutcome),
-                }
-            } else {
-                State::Plain { inner }
+            state: match node {
+                Some(node) => State::Recorded {
+                    scope: Scope::new(inner, Opened::node_or_current(Some(node)), RecordOutcome),
+                },
+                None => State::Plain { inner },
             },
         }
     }
