@@ -24,9 +24,10 @@ pub(super) struct Nodes {
 const INITIAL_SLOTS: usize = 4;
 
 impl Default for Nodes {
+    /// Empty: a trace that records nothing never takes a slab.
     fn default() -> Self {
         Nodes {
-            slots: spare::take(INITIAL_SLOTS),
+            slots: Vec::new(),
             free: Vec::new(),
             pending: Pending::default(),
         }
@@ -122,6 +123,9 @@ impl Nodes {
                     .reset(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
                 return i;
             }
+        }
+        if self.slots.capacity() == 0 {
+            self.slots = spare::take(INITIAL_SLOTS);
         }
         let record = Record::new(o.name, o.id, trace_id, o.parent_id, o.kind, o.start_time);
         self.slots.push(Slot {
@@ -364,6 +368,12 @@ mod tests {
     #[test]
     fn a_dropped_trace_leaves_its_slab_to_the_next_one_on_the_thread() {
         spare::drain::<Slot>();
+        drop(Nodes::default());
+        assert_eq!(
+            spare::kept::<Slot>(),
+            0,
+            "a trace with no nodes has no slab"
+        );
         let mut nodes = Nodes::default();
         for _ in 0..6 {
             nodes.insert(opening(SegmentId::random()), TraceId::new());
@@ -371,9 +381,10 @@ mod tests {
         let (slab, capacity) = (nodes.slots.as_ptr(), nodes.slots.capacity());
         drop(nodes);
         assert_eq!(spare::kept::<Slot>(), 1);
-        let next = Nodes::default();
+        let mut next = Nodes::default();
+        next.insert(opening(SegmentId::random()), TraceId::new());
         assert_eq!(next.slots.as_ptr(), slab);
         assert_eq!(next.slots.capacity(), capacity);
-        assert_eq!(next.len(), 0, "with none of the last trace's nodes");
+        assert_eq!(next.len(), 1, "with none of the last trace's nodes");
     }
 }
