@@ -210,10 +210,8 @@ pub fn dynamodb_client(endpoint: &str, traced: bool) -> aws_sdk_dynamodb::Client
     aws_sdk_dynamodb::Client::from_conf(b.build())
 }
 
-/// One `PutItem`, with `per_call` registered on this call only (as xray-lite requires);
-/// whether it succeeded.
 /// A `PutItem` of an item with `attributes` string attributes (about 37 bytes of JSON
-/// each), as much of the request body as a user's data takes.
+/// each), as much of the request body as a user's data takes; whether it succeeded.
 pub async fn put_large_item(client: aws_sdk_dynamodb::Client, attributes: usize) -> bool {
     use aws_sdk_dynamodb::types::AttributeValue;
     let item = (0..attributes)
@@ -231,6 +229,8 @@ pub async fn put_large_item(client: aws_sdk_dynamodb::Client, attributes: usize)
     request.send().await.is_ok()
 }
 
+/// One `PutItem`, with `per_call` registered on this call only (as xray-lite requires);
+/// whether it succeeded.
 pub async fn put_item(
     client: aws_sdk_dynamodb::Client,
     per_call: Option<SharedInterceptor>,

@@ -580,31 +580,30 @@ fn count_aws_workload(workload: &str, sink: &Sink) {
         assert!(rt.block_on(put_item(client.clone(), None)));
     }
     let lite = xray_lite_context(&sink.address, sampled);
-    let put_items = |client: aws_sdk_dynamodb::Client, lite: bool| {
-        let rt = rt.clone();
-        let context = lite.then(|| xray_lite_context(&sink.address, sampled));
-        let mut svc = traced_service(&sink.address, move || {
+    // 100 invocations of 10 calls, each call made by `call`.
+    let invocations_of = |call: &dyn Fn() -> bool| {
+        let mut svc = traced_service(&sink.address, || {
             for _ in 0..10 {
-                let per_call = context
-                    .as_ref()
-                    .map(|c| SharedInterceptor::new(c.intercept_operation("DynamoDB", "PutItem")));
-                assert!(rt.block_on(put_item(client.clone(), per_call).in_current_trace()));
+                assert!(call());
             }
         });
         for _ in 0..100 {
             invoke(&mut svc, &header(sampled));
         }
     };
-    let put_large_items = |client: aws_sdk_dynamodb::Client| {
-        let rt = rt.clone();
-        let mut svc = traced_service(&sink.address, move || {
-            for _ in 0..10 {
-                assert!(rt.block_on(put_large_item(client.clone(), LARGE_ITEM).in_current_trace()));
-            }
+    let put_items = |client: aws_sdk_dynamodb::Client, lite: bool| {
+        let context = lite.then(|| xray_lite_context(&sink.address, sampled));
+        invocations_of(&|| {
+            let per_call = context
+                .as_ref()
+                .map(|c| SharedInterceptor::new(c.intercept_operation("DynamoDB", "PutItem")));
+            rt.block_on(put_item(client.clone(), per_call).in_current_trace())
         });
-        for _ in 0..100 {
-            invoke(&mut svc, &header(sampled));
-        }
+    };
+    let put_large_items = |client: aws_sdk_dynamodb::Client| {
+        invocations_of(&|| {
+            rt.block_on(put_large_item(client.clone(), LARGE_ITEM).in_current_trace())
+        });
     };
     match workload.trim_end_matches("-unsampled") {
         "put-large-item-plain" => put_large_items(plain),
