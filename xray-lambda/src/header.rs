@@ -68,6 +68,15 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
+/// The header's name, parsed once: a lookup or insert by a string name parses it (and
+/// the AWS SDK copies one with capitals first) every time.
+#[cfg(any(
+    feature = "aws-sdk",
+    feature = "__http-client",
+    feature = "http-server"
+))]
+pub(crate) const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
+
 const ROOT: &str = "Root";
 const PARENT: &str = "Parent";
 const SAMPLED: &str = "Sampled";

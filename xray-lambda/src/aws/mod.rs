@@ -44,13 +44,10 @@ use serde_json::Value;
 use crate::context::{self, Node};
 use crate::document::{self, Http, AWS_NAMESPACE};
 use crate::exception;
-use crate::header::TraceHeader;
+use crate::header::{TraceHeader, TRACE_HEADER};
 use crate::ErrorKind;
 use parameters::{request_parameters, ExtraParameter};
 
-/// The request header that carries the trace, as a parsed name: the SDK parses a string
-/// name on every insert (and, for one with capitals, copies it first).
-const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
 /// Where services put the request id: most, S3, a few others. Parsed names again: a
 /// lookup by string parses it first.
 const REQUEST_ID_HEADERS: [http::HeaderName; 3] = [

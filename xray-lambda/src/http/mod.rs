@@ -57,9 +57,7 @@ pub use tower::{ResponseFuture, XRayClientLayer, XRayClientService};
 
 use crate::context::Node;
 use crate::document::{ErrorKind, HttpResponse};
-
-/// The header the trace travels in.
-const TRACE_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
+use crate::header::TRACE_HEADER;
 
 /// `Content-Length`, when the response says it.
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
