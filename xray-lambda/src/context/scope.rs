@@ -33,13 +33,18 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
+    /// Runs under `node`, and ends it.
+    pub(crate) fn node(node: Arc<Node>) -> Self {
+        Opened {
+            context: Some(Context::Node(node.clone())),
+            node: Some(node),
+        }
+    }
+
     /// Runs under `node`, and ends it; or, without one, under what is current now.
     pub(crate) fn node_or_current(node: Option<Arc<Node>>) -> Self {
         match node {
-            Some(n) => Opened {
-                context: Some(Context::Node(n.clone())),
-                node: Some(n),
-            },
+            Some(n) => Opened::node(n),
             None => Opened {
                 context: current(),
                 node: None,

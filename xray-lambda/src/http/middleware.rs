@@ -59,8 +59,7 @@ impl Middleware for XRayMiddleware {
         *req.headers_mut() = headers;
         match node {
             Some(node) => {
-                let opened = Opened::node_or_current(Some(node));
-                Scope::new(next.run(req, extensions), opened, RecordOutcome).await
+                Scope::new(next.run(req, extensions), Opened::node(node), RecordOutcome).await
             }
             // Nothing to make current or to end: the rest of the chain runs in this
             // future's polls, under whatever context its caller's have.

@@ -102,7 +102,7 @@ where
         ResponseFuture {
             state: match node {
                 Some(node) => State::Recorded {
-                    scope: Scope::new(inner, Opened::node_or_current(Some(node)), RecordOutcome),
+                    scope: Scope::new(inner, Opened::node(node), RecordOutcome),
                 },
                 None => State::Plain { inner },
             },
