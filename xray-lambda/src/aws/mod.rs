@@ -422,6 +422,18 @@ mod tests {
     }
 
     #[test]
+    fn the_sdk_is_told_which_hooks_to_call() {
+        use aws_smithy_runtime_api::client::interceptors::OverriddenHooks as Hooks;
+        let hooks = XRayInterceptor::new().overridden_hooks();
+        assert_eq!(
+            hooks,
+            Hooks::READ_BEFORE_EXECUTION
+                | Hooks::MODIFY_BEFORE_TRANSMIT
+                | Hooks::READ_AFTER_EXECUTION
+        );
+    }
+
+    #[test]
     fn only_a_sampled_call_keeps_state_in_the_config_bag() {
         assert_eq!(kept_for_a_call(false), None);
         assert_eq!(
