@@ -27,7 +27,6 @@ mod parameters;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -120,18 +119,19 @@ impl XRayInterceptor {
     }
 }
 
-/// What a recorded call carries through its config bag. The bag boxes it; hooks share
-/// it by reference, hence the atomics.
+/// What a recorded call carries through its config bag's interceptor state, the one
+/// layer each hook may change and the first searched.
 #[derive(Debug)]
 struct Call {
     /// The interceptor that recorded it ([`XRayInterceptor::id`]): another one
     /// registered for the same call leaves it alone.
     owner: usize,
-    node: Arc<Node>,
+    /// Taken when the call ends, so that it ends once.
+    node: Option<Arc<Node>>,
     /// Made into text for each attempt: the request takes the text by value.
     header: TraceHeader,
-    attempts: AtomicU32,
-    parameters_recorded: AtomicBool,
+    attempts: u32,
+    parameters_recorded: bool,
 }
 
 impl Storable for Call {
@@ -157,7 +157,7 @@ impl Intercept for XRayInterceptor {
         let Some(at) = context::current_recording() else {
             return Ok(());
         };
-        if cfg.load::<Call>().is_some() {
+        if cfg.get_mut_from_interceptor_state::<Call>().is_some() {
             // Registered twice (on the client and on the call): one subsegment is enough.
             return Ok(());
         }
@@ -173,9 +173,9 @@ impl Intercept for XRayInterceptor {
         cfg.interceptor_state().store_put(Call {
             owner: self.id(),
             header: node.outgoing_header(),
-            node,
-            attempts: AtomicU32::new(0),
-            parameters_recorded: AtomicBool::new(false),
+            node: Some(node),
+            attempts: 0,
+            parameters_recorded: false,
         });
         Ok(())
     }
@@ -186,20 +186,24 @@ impl Intercept for XRayInterceptor {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let header = match cfg.load::<Call>() {
-            Some(call) if call.owner != self.id() => return Ok(()),
+        let id = self.id();
+        let (header, first_attempt_of) = match cfg.get_mut_from_interceptor_state::<Call>() {
+            Some(call) if call.owner != id => return Ok(()),
             Some(call) => {
-                call.attempts.fetch_add(1, Ordering::Relaxed);
-                if !call.parameters_recorded.swap(true, Ordering::Relaxed) {
-                    record_parameters(&call.node, cfg, context.request(), &self.extra);
-                }
-                call.header.to_wire()
+                call.attempts += 1;
+                let first = !std::mem::replace(&mut call.parameters_recorded, true);
+                // Its own handle: recording reads the rest of the bag.
+                let node = call.node.as_ref().filter(|_| first).map(Arc::clone);
+                (call.header.to_wire(), node)
             }
             None => match context::current().and_then(|c| c.outgoing_header()) {
-                Some(header) => header.to_wire(),
+                Some(header) => (header.to_wire(), None),
                 None => return Ok(()),
             },
         };
+        if let Some(node) = first_attempt_of {
+            record_parameters(&node, cfg, context.request(), &self.extra);
+        }
         // After signing, so the header is never part of a signature; replacing whatever
         // the SDK's recursion detection put there from the process-wide variable.
         if let Err(e) = context
@@ -218,14 +222,19 @@ impl Intercept for XRayInterceptor {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(call) = cfg.load::<Call>().filter(|c| c.owner == self.id()) else {
+        let id = self.id();
+        let Some((node, identified, attempts)) = cfg
+            .get_mut_from_interceptor_state::<Call>()
+            .filter(|c| c.owner == id)
+            .and_then(|c| Some((c.node.take()?, c.parameters_recorded, c.attempts)))
+        else {
             return Ok(());
         };
-        let node = &call.node;
-        if !call.parameters_recorded.load(Ordering::Relaxed) {
+        let node = &node;
+        if !identified {
             identify(node, cfg);
         }
-        let retries = call.attempts.load(Ordering::Relaxed).saturating_sub(1);
+        let retries = attempts.saturating_sub(1);
         let response = context.response();
         node.with_record(|r| {
             if let Some(aws) = &mut r.aws {

@@ -86,7 +86,7 @@ pub(super) fn request_parameters(
     // Lambda's `Invoke` payload is read only for parameters asked for with
     // `with_parameter`: the function's name is in the path.
     let view = RequestView::new(request, service != "S3", |key| {
-        (table_names && key == "RequestItems") || wanted().any(|(name, _)| name == key)
+        (table_names && key == b"RequestItems") || wanted().any(|(name, _)| name.as_bytes() == key)
     });
     for (name, field) in wanted() {
         if let Some(v) = view.get(name) {
@@ -146,7 +146,7 @@ fn s3_parameters(request: &HttpRequest, out: &mut serde_json::Map<String, Value>
     if !key.is_empty() {
         out.insert("key".into(), percent_decode(key).into());
     }
-    for (k, v) in form_pairs(query, &|k| k == "prefix" || k == "versionId") {
+    for (k, v) in form_pairs(query, &|k| k == b"prefix" || k == b"versionId") {
         match k.as_str() {
             "prefix" => {
                 out.insert("prefix".into(), v.into());
@@ -169,7 +169,8 @@ struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     /// `with_body: false` for protocols whose body is a payload rather than parameters.
-    fn new(request: &'a HttpRequest, with_body: bool, wanted: impl Fn(&str) -> bool) -> Self {
+    /// `wanted` is given each name as sent (a JSON key is compared unescaped).
+    fn new(request: &'a HttpRequest, with_body: bool, wanted: impl Fn(&[u8]) -> bool) -> Self {
         let body = match request.body().bytes() {
             Some(b) if with_body => b,
             _ => &[],
@@ -177,7 +178,7 @@ impl<'a> RequestView<'a> {
         let mut json = Vec::new();
         let is_json = body.first() == Some(&b'{')
             && json_object::fields(body, |key, value| {
-                if std::str::from_utf8(key).is_ok_and(&wanted) {
+                if wanted(key) {
                     json.push((key, value));
                 }
             })
@@ -217,14 +218,14 @@ impl<'a> RequestView<'a> {
 /// The `wanted` pairs of a form or query string, decoded.
 fn form_pairs<'t>(
     text: &'t str,
-    wanted: &'t dyn Fn(&str) -> bool,
+    wanted: &'t dyn Fn(&[u8]) -> bool,
 ) -> impl Iterator<Item = (String, String)> + 't {
     text.split('&')
         .filter(|p| !p.is_empty())
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let k = percent_decode(k);
-            wanted(&k).then(|| (k, percent_decode(v)))
+            wanted(k.as_bytes()).then(|| (k, percent_decode(v)))
         })
 }
 

@@ -4,6 +4,7 @@
 //! when it is sent. Nesting a child is then a copy of its bytes, and every size is
 //! known exactly.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::cmp::Reverse;
 
@@ -104,10 +105,9 @@ impl Children {
         let shrunk = write_fitting(record, &mut self.json, start, limit);
         let own = self.json.len() - start;
         let room = limit.saturating_sub(own + SUBSEGMENTS_OPEN.len() + SUBSEGMENTS_CLOSE);
-        let (nested, overflow) = if its_children.items.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            its_children.fit(room)
+        let (nested, overflow) = match its_children.fit(room) {
+            Some((nested, overflow)) => (Cow::Owned(nested), overflow),
+            None => (Cow::Borrowed(its_children.items.as_slice()), Vec::new()),
         };
         let mut count = 1;
         let mut depth = 0;
@@ -206,7 +206,13 @@ impl Children {
 
     /// Splits the children into those nested (in their order) and those sent on their
     /// own (largest first): too deep, or too large to fit in `room` bytes with the rest.
-    fn fit(&self, room: usize) -> (Vec<Child>, Vec<Child>) {
+    /// `None` when all of them are nested, the usual case, which then copies no list.
+    fn fit(&self, room: usize) -> Option<(Vec<Child>, Vec<Child>)> {
+        let all_fit = self.items.iter().all(|c| c.depth < MAX_NESTING)
+            && self.items.iter().map(|c| c.len + 1).sum::<usize>() <= room;
+        if all_fit {
+            return None;
+        }
         let (mut nested, mut overflow): (Vec<Child>, Vec<Child>) =
             self.items.iter().partition(|c| c.depth < MAX_NESTING);
         let mut size: usize = nested.iter().map(|c| c.len + 1).sum();
@@ -232,7 +238,7 @@ impl Children {
             nested = keep;
         }
         overflow.sort_unstable_by_key(|c| Reverse(c.len));
-        (nested, overflow)
+        Some((nested, overflow))
     }
 }
 
