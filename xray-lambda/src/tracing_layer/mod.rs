@@ -152,25 +152,11 @@ where
         return false;
     };
     if let Some(span) = subscriber.span(id) {
-        let _ = track(&mut span.extensions_mut(), || Tracked {
-            node: node.clone(),
-            carries: Carries::Invocation,
-        });
+        let mut extensions = span.extensions_mut();
+        if extensions.get_mut::<Tracked>().is_none() {
+            extensions.insert(Tracked::new(node.clone(), Carries::Invocation));
+        }
     }
-    true
-}
-
-/// Puts what `tracked` makes on a span, unless the span has it already (another
-/// instance of this layer in the same subscriber got there first); gives whether it did.
-fn track(
-    extensions: &mut tracing_subscriber::registry::ExtensionsMut<'_>,
-    tracked: impl FnOnce() -> Tracked,
-) -> bool {
-    if extensions.get_mut::<Tracked>().is_some() {
-        return false;
-    }
-    TRACKED.fetch_add(1, Ordering::AcqRel);
-    extensions.insert(tracked());
     true
 }
 
@@ -228,9 +214,10 @@ impl XRayTracingLayer {
     }
 }
 
-/// Spans that carry a [`Tracked`] (counted up as one is put on a span, down as it is
-/// dropped), process-wide: while there are none, a thread with nothing current of its
-/// own has nothing to look up.
+/// [`Tracked`]s alive, process-wide (counted up as one is made, down as it is
+/// dropped, so that one made but never put on a span leaves the count right): while
+/// there are none, no span carries a node, and a thread with nothing current of its own
+/// has nothing to look up.
 static TRACKED: AtomicUsize = AtomicUsize::new(0);
 
 /// What the layer keeps on a span.
@@ -257,6 +244,12 @@ impl Drop for Tracked {
 }
 
 impl Tracked {
+    /// Counted in [`TRACKED`] for as long as it lives.
+    fn new(node: Arc<Node>, carries: Carries) -> Self {
+        TRACKED.fetch_add(1, Ordering::AcqRel);
+        Tracked { node, carries }
+    }
+
     /// What entering the span on this thread makes current, if anything.
     fn to_enter(&self) -> Option<Arc<Node>> {
         match self.carries {
@@ -396,15 +389,19 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
+        // Held while the span's node is made (nothing else reads a span still being
+        // created): one lock, and one lookup when the span has nothing yet.
+        let mut extensions = span.extensions_mut();
+        if extensions.get_mut::<Tracked>().is_some() {
+            // Another instance of this layer in the same subscriber recorded it.
+            return;
+        }
         let metadata = attrs.metadata();
         let tracked = if self.ignored.ignores(metadata.target()) {
             match parent {
                 // Its scope already tells a thread that enters it what to work under.
                 Parent::Scope(_) => return,
-                Parent::Current(node) => Tracked {
-                    node,
-                    carries: Carries::Context,
-                },
+                Parent::Current(node) => Tracked::new(node, Carries::Context),
             }
         } else {
             let Some(node) = Node::child(parent.into_node(), Cow::Borrowed(metadata.name()), false)
@@ -416,16 +413,13 @@ where
                     self.annotated.record(&node, f, v)
                 },
             ));
-            Tracked {
-                node,
-                carries: Carries::Own,
-            }
+            Tracked::new(node, Carries::Own)
         };
         let own = (tracked.carries == Carries::Own).then(|| Arc::downgrade(&tracked.node));
-        if track(&mut span.extensions_mut(), || tracked) {
-            if let Some(node) = own {
-                last_new::remember(id, node);
-            }
+        // Checked above, under the same lock: the span has none.
+        extensions.insert(tracked);
+        if let Some(node) = own {
+            last_new::remember(id, node);
         }
     }
 

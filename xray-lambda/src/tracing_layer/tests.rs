@@ -422,3 +422,40 @@ fn the_invocation_span_is_bound_to_the_handler_through_a_filtered_layer() {
         });
     });
 }
+
+#[test]
+fn two_instances_of_the_layer_record_each_span_once() {
+    let d = Daemon::new();
+    let facade = d.facade(true);
+    let subscriber = tracing_subscriber::registry()
+        .with(XRayTracingLayer::new())
+        .with(XRayTracingLayer::new());
+    let dispatch = Dispatch::new(subscriber);
+    tracing::dispatcher::with_default(&dispatch, || {
+        within(&facade, || {
+            let outer = tracing::info_span!("outer");
+            let _entered = outer.enter();
+            // A thread with nothing current of its own finds the span's node through
+            // the registry: the layers' count of spans carrying one must still be right.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        let inner = tracing::info_span!(parent: &outer, "inner");
+                        inner.in_scope(|| drop(begin_subsegment("on_thread")));
+                    })
+                });
+            });
+        });
+    });
+    let docs = d.documents();
+    let mut sorted = names(&docs);
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["inner", "on_thread", "outer"]);
+    let id = |n: &str| by_name(&docs, n)["id"].clone();
+    assert_eq!(
+        by_name(&docs, "outer")["parent_id"],
+        facade.id().to_string()
+    );
+    assert_eq!(by_name(&docs, "inner")["parent_id"], id("outer"));
+    assert_eq!(by_name(&docs, "on_thread")["parent_id"], id("inner"));
+}
