@@ -23,6 +23,10 @@ impl<T> EnteredSpans<T> {
     /// nothing that is still current: what it would restore passes to the next of those
     /// that swapped something, which restores it in its place.
     pub(super) fn pop(&mut self, id: &Id) -> Option<T> {
+        if self.0.last().is_some_and(|(last, _)| last == id) {
+            // The usual exit, of the span entered last.
+            return self.0.pop().and_then(|(_, swapped)| swapped);
+        }
         let at = self.0.iter().rposition(|(entered, _)| entered == id)?;
         let (_, swapped) = self.0.remove(at);
         if at == self.0.len() {
