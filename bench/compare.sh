@@ -33,6 +33,9 @@ for sampled in "" "-unsampled"; do
   p=$(per "put-item-plain$sampled" 1000); o=$(per "put-item-ours$sampled" 1000); l=$(per "put-item-lite$sampled" 1000)
   echo "  Sampled=$([ -z "$sampled" ] && echo 1 || echo 0): plain $p; XRayInterceptor +$((o - p)); xray-lite-aws-sdk +$((l - p))"
 done
+p=$(per put-item-plain 1000)
+h=$(per put-item-floor-hooks 1000); s=$(per put-item-floor-state 1000)
+echo "  Sampled=1, what the SDK charges any interceptor with the same three hooks: doing nothing +$((h - p)); keeping a value in the call's config bag +$((s - p))"
 p=$(per put-large-item-plain 1000); o=$(per put-large-item-ours 1000)
 echo "  Sampled=1, a 15 KB item (400 attributes): plain $p; XRayInterceptor +$((o - p))"
 echo "Per HTTP GET through reqwest-middleware (1,000 in invocations of 10):"

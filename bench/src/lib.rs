@@ -9,7 +9,16 @@ use std::sync::Arc;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use xray_lambda_e2e::harness::HttpRequest;
 
-use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
+use std::hint::black_box;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{service_fn, LambdaEvent};
 use xray_lambda::XRayLayer;
@@ -197,6 +206,16 @@ fn serve(stream: TcpStream) {
 
 /// A DynamoDB client for `endpoint`, with or without the X-Ray interceptor.
 pub fn dynamodb_client(endpoint: &str, traced: bool) -> aws_sdk_dynamodb::Client {
+    let interceptor =
+        traced.then(|| SharedInterceptor::new(xray_lambda::aws::XRayInterceptor::new()));
+    dynamodb_client_with(endpoint, interceptor)
+}
+
+/// A DynamoDB client for `endpoint` with `interceptor` on every call.
+pub fn dynamodb_client_with(
+    endpoint: &str,
+    interceptor: Option<SharedInterceptor>,
+) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let mut b = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -204,10 +223,69 @@ pub fn dynamodb_client(endpoint: &str, traced: bool) -> aws_sdk_dynamodb::Client
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .endpoint_url(endpoint)
         .http_client(aws_smithy_http_client::Builder::new().build_http());
-    if traced {
-        b = b.interceptor(xray_lambda::aws::XRayInterceptor::new());
+    if let Some(interceptor) = interceptor {
+        // As it is: `.interceptor()` would wrap it in another `SharedInterceptor`, which
+        // does not pass on the list of hooks it implements.
+        b.push_interceptor(interceptor);
     }
     aws_sdk_dynamodb::Client::from_conf(b.build())
+}
+
+/// What the SDK charges any interceptor before it does anything: one with the three
+/// hooks `XRayInterceptor` implements, doing nothing; with `keeps_state`, keeping a
+/// small value in the call's config bag from the first hook to the last, as an
+/// interceptor recording the call must.
+#[derive(Debug)]
+pub struct FloorInterceptor {
+    pub keeps_state: bool,
+}
+
+/// [`FloorInterceptor`]'s value in the config bag.
+#[derive(Debug)]
+struct FloorState(u32);
+
+impl aws_smithy_types::config_bag::Storable for FloorState {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+#[aws_smithy_runtime_api::client::interceptors::dyn_dispatch_hint]
+impl Intercept for FloorInterceptor {
+    fn name(&self) -> &'static str {
+        "FloorInterceptor"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.keeps_state {
+            cfg.interceptor_state().store_put(FloorState(0));
+        }
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        _context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(state) = cfg.get_mut_from_interceptor_state::<FloorState>() {
+            state.0 += 1;
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        black_box(cfg.get_mut_from_interceptor_state::<FloorState>());
+        Ok(())
+    }
 }
 
 /// A `PutItem` of an item with `attributes` string attributes (about 37 bytes of JSON
@@ -229,18 +307,28 @@ pub async fn put_large_item(client: aws_sdk_dynamodb::Client, attributes: usize)
     request.send().await.is_ok()
 }
 
-/// One `PutItem`, with `per_call` registered on this call only (as xray-lite requires);
-/// whether it succeeded.
-pub async fn put_item(
-    client: aws_sdk_dynamodb::Client,
-    per_call: Option<SharedInterceptor>,
-) -> bool {
+/// A `PutItem` about to be sent, open to customizing.
+pub type PutItemCall = aws_sdk_dynamodb::client::customize::CustomizableOperation<
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::operation::put_item::PutItemError,
+    aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+>;
+
+/// What a variant does to each call: registers its interceptor on it, given as itself
+/// (as users do). A `SharedInterceptor` given to `.interceptor()` would be wrapped in
+/// another, which does not pass on the list of hooks the inner one implements: the SDK
+/// would call all of them.
+pub type PerCall = Box<dyn Fn(PutItemCall) -> PutItemCall>;
+
+/// One `PutItem`, with `per_call`'s interceptor registered on this call only (as
+/// xray-lite requires); whether it succeeded.
+pub async fn put_item(client: aws_sdk_dynamodb::Client, per_call: Option<&PerCall>) -> bool {
     let request = client.put_item().table_name("users-table").item(
         "userId",
         aws_sdk_dynamodb::types::AttributeValue::S("u-1".into()),
     );
     let sent = match per_call {
-        Some(interceptor) => request.customize().interceptor(interceptor).send().await,
+        Some(register) => register(request.customize()).send().await,
         None => request.send().await,
     };
     sent.is_ok()
@@ -268,6 +356,8 @@ pub async fn http_get(client: reqwest_middleware::ClientWithMiddleware, url: Str
 #[derive(Debug)]
 pub struct Clients {
     pub rt: std::rc::Rc<tokio::runtime::Runtime>,
+    /// The stub's address, for more clients.
+    pub endpoint: String,
     pub plain: aws_sdk_dynamodb::Client,
     pub traced: aws_sdk_dynamodb::Client,
 }
@@ -282,13 +372,11 @@ impl Clients {
             rt: std::rc::Rc::new(rt),
             plain: dynamodb_client(&endpoint, false),
             traced: dynamodb_client(&endpoint, true),
+            endpoint,
         })
     }
 }
 
-/// What the seed example's invocation does, on a DynamoDB `client` (traced or not):
-/// five subsegments (nested, one of them `#[capture]`d, with an annotation and
-/// metadata) and two AWS calls, run on `rt`.
 /// A unit of work in a subsegment of its own through `#[capture]`.
 #[xray_lambda::capture]
 pub fn captured(x: u64) -> u64 {
@@ -314,6 +402,9 @@ pub fn subscriber(xray: bool) -> tracing::Dispatch {
     }
 }
 
+/// What the seed example's invocation does, on a DynamoDB `client` (traced or not):
+/// five subsegments (nested, one of them `#[capture]`d, with an annotation and
+/// metadata) and two AWS calls, run on `rt`.
 pub fn seed_work(rt: &tokio::runtime::Runtime, client: &aws_sdk_dynamodb::Client) {
     use xray_lambda::{begin_subsegment, FutureExt};
     let validate = begin_subsegment("validate_request");
@@ -337,7 +428,9 @@ pub fn seed_services(
     impl Service<LambdaEvent<()>, Response = (), Error = lambda_runtime::Error>,
     impl Service<LambdaEvent<()>, Response = (), Error = lambda_runtime::Error>,
 ) {
-    let Clients { rt, plain, traced } = clients;
+    let Clients {
+        rt, plain, traced, ..
+    } = clients;
     let r = rt.clone();
     (
         bare_service(move || seed_work(&r, &plain)),

@@ -15,9 +15,10 @@ use std::net::UdpSocket;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use serde_json::{json, Value};
 use xray_bench::{
-    bare_service, captured, dynamodb_client, dynamodb_stub, header, http_client, http_get,
-    in_invocation, instrumented, invoke, put_item, put_large_item, seed_services, seed_work,
-    subscriber, thread_cpu_time, traced_service, Clients, Sink,
+    bare_service, captured, dynamodb_client, dynamodb_client_with, dynamodb_stub, header,
+    http_client, http_get, in_invocation, instrumented, invoke, put_item, put_large_item,
+    seed_services, seed_work, subscriber, thread_cpu_time, traced_service, Clients,
+    FloorInterceptor, PerCall, PutItemCall, Sink,
 };
 use xray_lambda::aws::XRayInterceptor;
 use xray_lambda::FutureExt;
@@ -173,8 +174,8 @@ fn cold_start(
 struct Variant {
     label: &'static str,
     client: aws_sdk_dynamodb::Client,
-    /// Builds the interceptor registered on each call, for tracers that work that way.
-    per_call: Option<Box<dyn Fn() -> SharedInterceptor>>,
+    /// Registers an interceptor on each call, for tracers that work that way.
+    per_call: Option<PerCall>,
     /// Also send one datagram of a typical document's size to the daemon stand-in:
     /// what the kernel alone charges the caller for handing a document over.
     bare_datagram: Option<UdpSocket>,
@@ -238,8 +239,8 @@ fn put_item_costs(sink: &str, sampled: bool, variants: Vec<Variant>) -> Vec<(Dur
             let rt = rt.clone();
             let mut svc = traced_service(sink, move || {
                 for _ in 0..CALLS {
-                    let per_call = v.per_call.as_ref().map(|f| f());
-                    assert!(rt.block_on(put_item(v.client.clone(), per_call).in_current_trace()));
+                    let call = put_item(v.client.clone(), v.per_call.as_ref());
+                    assert!(rt.block_on(call.in_current_trace()));
                     if let Some(socket) = &v.bare_datagram {
                         let _ = socket.send(&document);
                     }
@@ -317,12 +318,12 @@ fn interceptor_comparison(sink: &str) -> Vec<Comparison> {
         variant(PLAIN, false),
         variant(OURS, true),
         Variant {
-            per_call: Some(Box::new(|| SharedInterceptor::new(XRayInterceptor::new()))),
+            per_call: Some(Box::new(|call| call.interceptor(XRayInterceptor::new()))),
             ..variant("XRayInterceptor on the call", false)
         },
         Variant {
-            per_call: Some(Box::new(move || {
-                SharedInterceptor::new(lite.intercept_operation("DynamoDB", "PutItem"))
+            per_call: Some(Box::new(move |call| {
+                call.interceptor(lite.intercept_operation("DynamoDB", "PutItem"))
             })),
             ..variant("xray-lite-aws-sdk on the call", false)
         },
@@ -571,12 +572,18 @@ fn count_workload(workload: &str, sink: &Sink) {
 fn count_aws_workload(workload: &str, sink: &Sink) {
     let Clients {
         rt,
+        endpoint,
         plain,
         traced: ours,
     } = Clients::start().unwrap();
     let sampled = !workload.ends_with("-unsampled");
+    let floor = |keeps_state| {
+        let interceptor = SharedInterceptor::new(FloorInterceptor { keeps_state });
+        dynamodb_client_with(&endpoint, Some(interceptor))
+    };
+    let (floor_hooks, floor_state) = (floor(false), floor(true));
     // Setup common to every workload: one call of each client.
-    for client in [&plain, &ours] {
+    for client in [&plain, &ours, &floor_hooks, &floor_state] {
         assert!(rt.block_on(put_item(client.clone(), None)));
     }
     let lite = xray_lite_context(&sink.address, sampled);
@@ -592,12 +599,14 @@ fn count_aws_workload(workload: &str, sink: &Sink) {
         }
     };
     let put_items = |client: aws_sdk_dynamodb::Client, lite: bool| {
-        let context = lite.then(|| xray_lite_context(&sink.address, sampled));
+        let per_call: Option<PerCall> = lite.then(|| {
+            let context = xray_lite_context(&sink.address, sampled);
+            Box::new(move |call: PutItemCall| {
+                call.interceptor(context.intercept_operation("DynamoDB", "PutItem"))
+            }) as PerCall
+        });
         invocations_of(&|| {
-            let per_call = context
-                .as_ref()
-                .map(|c| SharedInterceptor::new(c.intercept_operation("DynamoDB", "PutItem")));
-            rt.block_on(put_item(client.clone(), per_call).in_current_trace())
+            rt.block_on(put_item(client.clone(), per_call.as_ref()).in_current_trace())
         });
     };
     let put_large_items = |client: aws_sdk_dynamodb::Client| {
@@ -611,6 +620,8 @@ fn count_aws_workload(workload: &str, sink: &Sink) {
         "put-item-plain" => put_items(plain, false),
         "put-item-ours" => put_items(ours, false),
         "put-item-lite" => put_items(plain, true),
+        "put-item-floor-hooks" => put_items(floor_hooks, false),
+        "put-item-floor-state" => put_items(floor_state, false),
         "seed-untraced" => {
             let mut svc = bare_service(|| seed_work(&rt, &plain));
             for _ in 0..100 {

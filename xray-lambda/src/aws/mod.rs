@@ -443,6 +443,20 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_interceptor_wrapped_again_loses_its_list_of_hooks() {
+        // What the README warns of: `.interceptor()` wraps what it is given in a
+        // `SharedInterceptor`, and one given a `SharedInterceptor` reports every hook.
+        use aws_smithy_runtime_api::client::interceptors::{OverriddenHooks, SharedInterceptor};
+        let once = SharedInterceptor::new(XRayInterceptor::new());
+        assert_eq!(
+            once.overridden_hooks(),
+            XRayInterceptor::new().overridden_hooks()
+        );
+        let twice = SharedInterceptor::new(once);
+        assert_eq!(twice.overridden_hooks(), OverriddenHooks::all());
+    }
+
+    #[test]
     fn only_a_sampled_call_keeps_state_in_the_config_bag() {
         assert_eq!(kept_for_a_call(false), None);
         assert_eq!(
