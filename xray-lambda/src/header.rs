@@ -86,6 +86,27 @@ const LINEAGE: &str = "Lineage";
 /// and `Lineage` are kept for propagation (as the Node SDK does).
 const MAX_UNKNOWN_FIELD_BYTES: usize = 256;
 
+/// The `key=value` fields of a header, each side trimmed. A piece without `=` is
+/// skipped: empty ones come from a trailing or doubled `;`, and a bare word carries
+/// nothing that could be passed on faithfully. Cut at byte positions (`;` and `=` are
+/// ASCII, so every cut is on a character boundary): in a header this short, a plain
+/// loop finds them sooner than a search gets going, and every invocation and incoming
+/// request parses one.
+fn fields(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || loop {
+        let text = rest?;
+        let (part, after) = match text.bytes().position(|b| b == b';') {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
+            None => (text, None),
+        };
+        rest = after;
+        if let Some(eq) = part.bytes().position(|b| b == b'=') {
+            return Some((part[..eq].trim(), part[eq + 1..].trim()));
+        }
+    })
+}
+
 impl TraceHeader {
     /// A header for `root`, optionally under `parent`.
     pub fn new(root: TraceId, parent: Option<SegmentId>, sampling: Sampling) -> Self {
@@ -110,13 +131,7 @@ impl TraceHeader {
         let mut sampling = Sampling::Requested;
         let mut extra = String::new();
         let mut unknown_bytes = 0;
-        for part in s.split(';') {
-            let Some((key, value)) = part.split_once('=') else {
-                // Empty pieces come from a trailing or doubled `;`; a bare word carries
-                // nothing we could pass on faithfully.
-                continue;
-            };
-            let (key, value) = (key.trim(), value.trim());
+        for (key, value) in fields(s) {
             if key.eq_ignore_ascii_case(ROOT) {
                 if root.is_some() {
                     return Err(HeaderError::Duplicate(ROOT));
@@ -453,10 +468,31 @@ mod tests {
             .prop_map(|(r, p, s, e)| format!("{r}{}{s}{}", p.unwrap_or_default(), e.concat()))
     }
 
+    /// The fields as `str::split` and `split_once` cut them, which [`fields`] does by
+    /// hand.
+    fn fields_by_searching(s: &str) -> Vec<(&str, &str)> {
+        s.split(';')
+            .filter_map(|part| part.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(s in any::<String>()) {
             let _ = TraceHeader::parse(&s);
+        }
+
+        #[test]
+        fn fields_are_cut_as_a_search_cuts_them(s in any::<String>()) {
+            prop_assert_eq!(fields(&s).collect::<Vec<_>>(), fields_by_searching(&s));
+        }
+
+        #[test]
+        fn header_like_fields_are_cut_as_a_search_cuts_them(
+            s in "[A-Za-z0-9=; \u{a0}\u{2003}é?-]{0,80}"
+        ) {
+            prop_assert_eq!(fields(&s).collect::<Vec<_>>(), fields_by_searching(&s));
         }
 
         #[test]

@@ -192,15 +192,31 @@ fn parse_hex_u64(digits: &[u8]) -> Option<u64> {
         return None;
     }
     digits.iter().try_fold(0u64, |acc, &d| {
-        let v = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            b'A'..=b'F' => d - b'A' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | v as u64)
+        let v = HEX_VALUES[usize::from(d)];
+        (v != NOT_HEX).then_some(acc << 4 | u64::from(v))
     })
 }
+
+/// Marks a byte that is not a hex digit in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0xff;
+
+/// Each byte's value as a hex digit, either case: one load per digit where a match on
+/// three ranges is several branches (ids are parsed from every trace header).
+static HEX_VALUES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut d = 0;
+    while d < 10 {
+        table[b'0' as usize + d] = d as u8;
+        d += 1;
+    }
+    let mut d = 0;
+    while d < 6 {
+        table[b'a' as usize + d] = 10 + d as u8;
+        table[b'A' as usize + d] = 10 + d as u8;
+        d += 1;
+    }
+    table
+};
 
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
