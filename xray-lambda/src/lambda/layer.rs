@@ -1,5 +1,6 @@
 //! [`XRayLayer`]: each invocation's trace context and its `## <function>` subsegment.
 
+use std::borrow::Cow;
 use std::fmt::{self, Debug};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -141,8 +142,12 @@ impl Shared {
 
     fn annotate(&self, handler: Option<&Node>, cold: bool) {
         if let Some(h) = handler {
-            h.put_annotation(COLD_START_ANNOTATION, cold.into());
-            h.put_annotation(SERVICE_ANNOTATION, self.settings.service.as_str().into());
+            // Borrowed names: nothing to allocate for the keys of every invocation.
+            h.put_annotation(Cow::Borrowed(COLD_START_ANNOTATION), cold.into());
+            h.put_annotation(
+                Cow::Borrowed(SERVICE_ANNOTATION),
+                self.settings.service.as_str().into(),
+            );
         }
     }
 }
