@@ -398,7 +398,7 @@ fn write_fields(r: &Record, out: &mut Vec<u8>) {
     }
     if let Some(ns) = r.namespace {
         out.extend_from_slice(b",\"namespace\":");
-        write_json(out, ns);
+        write_str(out, ns);
     }
     for (set, flag) in [
         (r.error, &b",\"error\":true"[..]),
@@ -460,7 +460,7 @@ fn write_fields(r: &Record, out: &mut Vec<u8>) {
 fn write_field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) {
     let start = out.len();
     out.push(b',');
-    write_json(out, name);
+    write_str(out, name);
     out.push(b':');
     if let Err(e) = serde_json::to_writer(&mut *out, value) {
         out.truncate(start);
