@@ -85,6 +85,12 @@ const THROTTLING_CODES: &[&str] = &[
 /// One subsegment per operation, however many attempts it takes (`aws.retries`). Safe
 /// to share: per-call state lives in the call's config bag, not in the interceptor.
 /// Without a trace it does nothing, and the SDK's own header handling is untouched.
+///
+/// Give `.interceptor()` the interceptor itself: that wraps it in a `SharedInterceptor`
+/// that knows which hooks it implements. A `SharedInterceptor` given to `.interceptor()`
+/// is wrapped again, and the outer one reports every hook, so the SDK calls all of them
+/// on every call; register one you already have with the config builder's
+/// `push_interceptor` instead.
 #[derive(Clone, Default)]
 pub struct XRayInterceptor {
     extra: Arc<Vec<ExtraParameter>>,
