@@ -268,6 +268,14 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_has_its_hex_value_or_none() {
+        for b in 0..=255u8 {
+            let expected = char::from(b).to_digit(16).map_or(NOT_HEX, |d| d as u8);
+            assert_eq!(HEX_VALUES[usize::from(b)], expected, "byte {b}");
+        }
+    }
+
+    #[test]
     fn segment_id_rejects_zero_and_bad_input() {
         assert_eq!(SegmentId::parse("0000000000000000"), None);
         assert_eq!(SegmentId::parse("53995c3f42cd8ad"), None);
