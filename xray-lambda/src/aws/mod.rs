@@ -236,9 +236,8 @@ impl Intercept for XRayInterceptor {
         else {
             return Ok(());
         };
-        let node = &node;
         if !identified {
-            identify(node, cfg);
+            identify(&node, cfg);
         }
         let retries = attempts.saturating_sub(1);
         let response = context.response();
@@ -266,7 +265,7 @@ impl Intercept for XRayInterceptor {
         });
         match (response, context.output_or_error()) {
             (Some(resp), _) if resp.status().as_u16() >= 400 => {
-                record_service_error(node, resp, context)
+                record_service_error(&node, resp, context)
             }
             (_, Some(Err(err))) => {
                 let mut exceptions = exception::from_error(err, None);
@@ -432,7 +431,8 @@ mod tests {
                 .read_before_execution(&(&context).into(), &mut cfg)
                 .unwrap();
         });
-        cfg.load::<Call>()
+        // In the interceptor state, the layer every hook looks in first.
+        cfg.get_mut_from_interceptor_state::<Call>()
             .map(|call| call.owner == interceptor.id())
     }
 
