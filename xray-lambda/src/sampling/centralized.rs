@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +53,12 @@ struct Rules {
     rules: Vec<Arc<Rule>>,
     /// When they last arrived.
     fetched: Option<Instant>,
-    /// The latest `ModifiedAt` among them (epoch seconds).
-    modified: f64,
+    /// The rules are current as of this (epoch seconds): when they were asked for, or
+    /// the latest `ModifiedAt` among them if the service's clock is ahead of ours. A
+    /// `LastRuleModification` after it means they changed since; compared with the
+    /// `ModifiedAt`s alone, a deleted rule, which leaves none, would look like a change
+    /// at every report.
+    current_as_of: f64,
 }
 
 /// One rule of the service, and its state here.
@@ -170,6 +174,9 @@ impl Centralized {
     /// Fetches every page of rules and puts them in place, keeping the state of rules
     /// that were there before.
     fn fetch_rules(&self) -> io::Result<()> {
+        let asked_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let mut records = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -188,7 +195,7 @@ impl Centralized {
         let mut fresh = Rules {
             rules: Vec::with_capacity(records.len()),
             fetched: Some(Instant::now()),
-            modified: 0.0,
+            current_as_of: asked_at,
         };
         let old = self
             .rules
@@ -201,7 +208,7 @@ impl Centralized {
             if r.version.unwrap_or(1) != 1 || r.rule_name.is_empty() {
                 continue;
             }
-            fresh.modified = fresh.modified.max(record.modified_at.unwrap_or(0.0));
+            fresh.current_as_of = fresh.current_as_of.max(record.modified_at.unwrap_or(0.0));
             let has_attributes = r.attributes.as_ref().is_some_and(|a| !a.is_empty());
             let state = old
                 .iter()
@@ -251,8 +258,8 @@ impl Centralized {
     /// Reports every rule's statistics since the last report and applies the targets
     /// that come back. Says when to report next, and whether the rules changed.
     fn report(&self) -> io::Result<(Duration, bool)> {
-        let (rules, modified) = match self.rules.read() {
-            Ok(r) => (r.rules.clone(), r.modified),
+        let (rules, current_as_of) = match self.rules.read() {
+            Ok(r) => (r.rules.clone(), r.current_as_of),
             Err(_) => return Ok((TARGETS_INTERVAL, false)),
         };
         let now = epoch_seconds();
@@ -281,7 +288,7 @@ impl Centralized {
                     documents: statistics,
                 },
             )?;
-            changed |= targets.last_rule_modification.unwrap_or(0.0) > modified;
+            changed |= targets.last_rule_modification.unwrap_or(0.0) > current_as_of;
             for t in targets.documents {
                 let Some(rule) = rules.iter().find(|r| r.name == t.rule_name) else {
                     continue;
@@ -678,19 +685,45 @@ mod tests {
         );
     }
 
+    /// The paths of the calls made until `n` more reports have come.
+    fn calls_over_reports(rx: &mpsc::Receiver<(String, Value)>, n: usize) -> Vec<String> {
+        let mut paths = Vec::new();
+        while paths.iter().filter(|p| *p == "/SamplingTargets").count() < n {
+            paths.push(rx.recv_timeout(Duration::from_secs(10)).unwrap().0);
+        }
+        paths
+    }
+
     #[test]
-    fn newer_rules_are_fetched_when_the_targets_say_so_and_stale_rules_are_dropped() {
+    fn rules_are_fetched_again_only_when_they_changed_since_and_are_not_used_once_stale() {
         let rules = json!({"SamplingRuleRecords": [rule("Default", 10000, "*", "*", 1.0)]});
-        let targets = json!({"SamplingTargetDocuments": [
-            {"RuleName": "Default", "FixedRate": 1.0, "Interval": 1}
-        ], "LastRuleModification": 2.0e9});
-        let d = daemon(rules, targets);
+        // After every rule's ModifiedAt, before the rules were asked for: a rule deleted
+        // then. The rules in hand are current.
+        let targets = |last_modification: f64| {
+            json!({"SamplingTargetDocuments": [
+                {"RuleName": "Default", "FixedRate": 1.0, "Interval": 1}
+            ], "LastRuleModification": last_modification})
+        };
+        let d = daemon(rules, targets(1.75e9));
         drop(d.hold);
         let (c, rx) = (Centralized::start(d.addr), d.calls);
-        next_call(&rx, "/GetSamplingRules");
-        next_call(&rx, "/SamplingTargets");
+        assert_eq!(calls_over_reports(&rx, 3)[0], "/GetSamplingRules");
+        assert_eq!(
+            calls_over_reports(&rx, 2),
+            ["/SamplingTargets"; 2],
+            "rules current as of the change are not asked for again"
+        );
         // Modified after the rules in hand: asked for again at once, not in 5 minutes.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        *d.targets.lock().unwrap() = targets(now.as_secs_f64());
         next_call(&rx, "/GetSamplingRules");
+        // The next report comes after the new rules are in place.
+        next_call(&rx, "/SamplingTargets");
+        assert_eq!(
+            calls_over_reports(&rx, 2),
+            ["/SamplingTargets"; 2],
+            "once fetched again, the rules are current"
+        );
         assert_eq!(c.decide(&request("GET", "/")), Some(true));
         let long_ago = Instant::now().checked_sub(RULES_TTL + Duration::from_secs(1));
         if let Some(at) = long_ago {
