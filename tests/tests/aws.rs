@@ -567,6 +567,86 @@ async fn without_a_daemon_the_trace_header_still_reaches_aws() {
     );
 }
 
+/// A presigned request is signed for someone else to send later: the SDK runs the
+/// interceptor's hooks for it, but there is no call to record, and the request must not
+/// carry this trace. A call made after it is recorded as usual.
+#[tokio::test]
+async fn a_presigned_request_is_neither_recorded_nor_given_the_trace_header() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use std::sync::{Arc, Mutex};
+    let moto = Moto::start();
+    create_table_and_bucket(&moto).await;
+    let proxy = Proxy::start(moto.addr, Vec::new(), false);
+    let s3c = s3(&proxy.endpoint, true);
+    // Each presigned request's URI, and whether it carries a trace header.
+    let presigned: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let work = {
+        let presigned = presigned.clone();
+        move || {
+            let (s3c, presigned) = (s3c.clone(), presigned.clone());
+            async move {
+                let config = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+                let request = s3c
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key("report.pdf")
+                    .presigned(config)
+                    .await
+                    .unwrap();
+                let traced = request
+                    .headers()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("x-amzn-trace-id"));
+                presigned
+                    .lock()
+                    .unwrap()
+                    .push((request.uri().to_owned(), traced));
+                s3c.put_object()
+                    .bucket(BUCKET)
+                    .key("after.txt")
+                    .body(b"x".to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let root = xray_lambda::TraceId::new();
+    let docs = invoke(&sampled(&root), 2, work.clone()).await;
+    assert_eq!(docs.len(), 2, "the handler and PutObject only: {docs:#?}");
+    assert!(aws_docs(&docs, "GetObject").is_empty());
+    let put = aws_docs(&docs, "PutObject")[0];
+    let handler = docs.iter().find(|d| d["id"] != put["id"]).unwrap();
+    assert_eq!(handler["name"], "## handler");
+    assert_eq!(put["parent_id"], handler["id"]);
+    assert_eq!(
+        proxy.trace_headers(),
+        [Some(format!(
+            "Root={root};Parent={};Sampled=1;{LINEAGE}",
+            put["id"].as_str().unwrap()
+        ))],
+        "only PutObject reached S3"
+    );
+
+    // Unsampled: nothing recorded either way, and still no header on the presigned one.
+    let docs = invoke(
+        &format!("Root={root};Parent={FACADE};Sampled=0;{LINEAGE}"),
+        0,
+        work,
+    )
+    .await;
+    assert!(docs.is_empty());
+    assert_eq!(proxy.trace_headers().len(), 2);
+    assert!(proxy.trace_headers()[1]
+        .as_deref()
+        .is_some_and(|h| h.ends_with("Sampled=0;Lineage=a87bd80c:0")));
+
+    for (uri, traced) in presigned.lock().unwrap().iter() {
+        assert!(uri.contains("X-Amz-Signature="), "presigned: {uri}");
+        assert!(!traced, "a presigned request carries no trace header");
+    }
+    assert_eq!(presigned.lock().unwrap().len(), 2);
+}
+
 /// A recorded parameter too large for one datagram is cut from the document; the call
 /// is still recorded, with the rest of what X-Ray shows for it.
 #[tokio::test]

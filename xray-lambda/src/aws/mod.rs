@@ -84,7 +84,9 @@ const THROTTLING_CODES: &[&str] = &[
 ///
 /// One subsegment per operation, however many attempts it takes (`aws.retries`). Safe
 /// to share: per-call state lives in the call's config bag, not in the interceptor.
-/// Without a trace it does nothing, and the SDK's own header handling is untouched.
+/// Without a trace it does nothing, and the SDK's own header handling is untouched. A
+/// presigned request (`.presigned(config)`) is not a call: it records nothing and gets
+/// no trace header.
 ///
 /// Give `.interceptor()` the interceptor itself: that wraps it in a `SharedInterceptor`
 /// that knows which hooks it implements. A `SharedInterceptor` given to `.interceptor()`
@@ -193,8 +195,19 @@ impl Intercept for XRayInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let id = self.id();
+        // A presigned request is signed here, to be sent later by someone else, if at
+        // all: there is no call to record, and the trace is not theirs to join. (The
+        // SDK disables its own header-adding interceptors for it too.)
+        let presigned = is_presigned(context.request());
         let (header, first_attempt_of) = match cfg.get_mut_from_interceptor_state::<Call>() {
             Some(call) if call.owner != id => return Ok(()),
+            Some(call) if presigned => {
+                if let Some(node) = call.node.take() {
+                    node.discard();
+                }
+                return Ok(());
+            }
+            _ if presigned => return Ok(()),
             Some(call) => {
                 call.attempts += 1;
                 let first = !std::mem::replace(&mut call.parameters_recorded, true);
@@ -279,6 +292,15 @@ impl Intercept for XRayInterceptor {
         node.end();
         Ok(())
     }
+}
+
+/// Whether `request` was signed for someone else to send: a SigV4 or SigV4a presigned
+/// request carries its signature in the query string, a sent one in a header.
+fn is_presigned(request: &HttpRequest) -> bool {
+    request
+        .uri()
+        .split_once('?')
+        .is_some_and(|(_, query)| query.contains("X-Amz-Signature="))
 }
 
 /// The first value of a response header, if it is text.

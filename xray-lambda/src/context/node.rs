@@ -433,6 +433,22 @@ impl Node {
         }
     }
 
+    /// Ends the node without sending it: it turned out to stand for nothing (an AWS
+    /// request that was presigned, not sent). A node that already holds finished
+    /// children is ended and sent as usual instead, so that they are not lost.
+    pub(crate) fn discard(&self) {
+        if self.kind != NodeKind::Child {
+            return;
+        }
+        let mut nodes = self.trace.nodes();
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if !nodes.discard(self.slot(), self.id()) {
+            self.finish(nodes, None);
+        }
+    }
+
     /// Sends the node marked abandoned if nobody ended it.
     fn end_abandoned(&mut self) {
         if self.kind != NodeKind::Facade && !*self.ended.get_mut() {
@@ -628,5 +644,29 @@ mod tests {
         });
         let names: Vec<_> = d.documents().iter().map(|d| d["name"].clone()).collect();
         assert_eq!(names, ["open", "## handler"]);
+    }
+
+    /// A discarded node is never sent and frees its slot; one that already holds
+    /// finished children is ended as usual rather than lose them.
+    #[test]
+    fn a_discarded_node_is_not_sent_unless_it_holds_children() {
+        let d = Daemon::new();
+        let facade = d.facade(true);
+        let root = Node::child(facade.clone(), "## handler".into(), true).unwrap();
+        let presigned = Node::child(root.clone(), "presigned".into(), false).unwrap();
+        presigned.discard();
+        assert!(!presigned.is_open());
+        presigned.end();
+        let next = Node::child(root.clone(), "next".into(), false).unwrap();
+        assert_eq!(next.slot, presigned.slot, "the slot is free again");
+        next.end();
+        let parent = Node::child(root.clone(), "parent".into(), false).unwrap();
+        Node::child(parent.clone(), "child".into(), false)
+            .unwrap()
+            .end();
+        parent.discard();
+        root.end();
+        let names: Vec<_> = d.documents().iter().map(|d| d["name"].clone()).collect();
+        assert_eq!(names, ["next", "child", "parent", "## handler"]);
     }
 }

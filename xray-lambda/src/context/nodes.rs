@@ -216,6 +216,20 @@ impl Nodes {
         })
     }
 
+    /// Forgets node `id` of `slot` without encoding it anywhere: it stood for nothing
+    /// (an AWS request that was presigned, not sent). `false`, with nothing done, when
+    /// it holds finished children, which must not be lost with it.
+    pub(super) fn discard(&mut self, slot: u32, id: SegmentId) -> bool {
+        let Some(i) = self.index(slot, id) else {
+            return true;
+        };
+        if self.slots[i].state.children.count() > 0 {
+            return false;
+        }
+        self.release(i);
+        true
+    }
+
     /// Ends every node but `root`, deepest first (so children are nested in their
     /// parents), at `end`, noting `incomplete`; gives what ending them left to send.
     pub(super) fn end_all_but(
