@@ -436,6 +436,7 @@ impl Node {
     /// Ends the node without sending it: it turned out to stand for nothing (an AWS
     /// request that was presigned, not sent). A node that already holds finished
     /// children is ended and sent as usual instead, so that they are not lost.
+    #[cfg(feature = "aws-sdk")]
     pub(crate) fn discard(&self) {
         if self.kind != NodeKind::Child {
             return;
@@ -648,6 +649,7 @@ mod tests {
 
     /// A discarded node is never sent and frees its slot; one that already holds
     /// finished children is ended as usual rather than lose them.
+    #[cfg(feature = "aws-sdk")]
     #[test]
     fn a_discarded_node_is_not_sent_unless_it_holds_children() {
         let d = Daemon::new();

@@ -219,6 +219,7 @@ impl Nodes {
     /// Forgets node `id` of `slot` without encoding it anywhere: it stood for nothing
     /// (an AWS request that was presigned, not sent). `false`, with nothing done, when
     /// it holds finished children, which must not be lost with it.
+    #[cfg(feature = "aws-sdk")]
     pub(super) fn discard(&mut self, slot: u32, id: SegmentId) -> bool {
         let Some(i) = self.index(slot, id) else {
             return true;
