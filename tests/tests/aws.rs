@@ -772,3 +772,72 @@ async fn futures_join_all<F: Future<Output = ()>>(futures: impl IntoIterator<Ite
     })
     .await;
 }
+
+/// S3 answers some requests with a 3xx, which the SDK gives as an error: a 304 to a
+/// conditional request is what was asked for (no fault, no error); a 301 for a bucket in
+/// another region is the service's error code and message, an `error`, not a fault.
+#[tokio::test]
+async fn s3_redirects_are_errors_and_not_modified_is_neither() {
+    let moto = Moto::start();
+    create_table_and_bucket(&moto).await;
+    let redirecting = Proxy::start(
+        moto.addr,
+        vec![Canned {
+            status: 301,
+            content_type: "application/xml",
+            body:
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code>\
+                   <Message>The bucket you are attempting to access must be addressed using \
+                   the specified endpoint.</Message><Bucket>user-files</Bucket></Error>"
+                    .into(),
+        }],
+        false,
+    );
+    let (s3c, elsewhere) = (s3(&moto.endpoint, true), s3(&redirecting.endpoint, true));
+    let root = xray_lambda::TraceId::new();
+    let docs = invoke(&sampled(&root), 4, move || {
+        let (s3c, elsewhere) = (s3c.clone(), elsewhere.clone());
+        async move {
+            let put = s3c
+                .put_object()
+                .bucket(BUCKET)
+                .key("cached.txt")
+                .body(b"hello".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            let unchanged = s3c
+                .get_object()
+                .bucket(BUCKET)
+                .key("cached.txt")
+                .if_none_match(put.e_tag().unwrap())
+                .send()
+                .await;
+            assert!(unchanged.is_err(), "the SDK gives a 304 as an error");
+            let moved = elsewhere
+                .get_object()
+                .bucket(BUCKET)
+                .key("cached.txt")
+                .send()
+                .await;
+            assert!(moved.is_err());
+        }
+    })
+    .await;
+    let gets = aws_docs(&docs, "GetObject");
+    let status = |d: &Value| d["http"]["response"]["status"].as_u64();
+    let not_modified = gets.iter().find(|d| status(d) == Some(304)).unwrap();
+    for flag in ["fault", "error", "throttle", "cause"] {
+        assert!(not_modified.get(flag).is_none(), "{flag}: {not_modified:#}");
+    }
+    let moved = gets.iter().find(|d| status(d) == Some(301)).unwrap();
+    assert_eq!(moved["error"], true, "{moved:#}");
+    assert!(moved.get("fault").is_none());
+    let exception = &moved["cause"]["exceptions"][0];
+    assert_eq!(exception["type"], "PermanentRedirect");
+    assert!(exception["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("The bucket you are attempting to access"));
+    assert_eq!(exception["remote"], true);
+}

@@ -276,8 +276,15 @@ impl Intercept for XRayInterceptor {
                 }));
             }
         });
+        let status = response.map(|r| r.status().as_u16());
         match (response, context.output_or_error()) {
-            (Some(resp), _) if resp.status().as_u16() >= 400 => {
+            (Some(resp), _) if status >= Some(400) => record_service_error(&node, resp, context),
+            // The answer to a conditional request (S3's `If-None-Match`): the SDK gives
+            // it as an error, but the call did what it was asked.
+            (Some(_), Some(Err(_))) if status == Some(304) => {}
+            // A redirect the SDK does not follow (S3's `PermanentRedirect` for a bucket
+            // in another region): the service's answer to a mistaken request.
+            (Some(resp), Some(Err(_))) if status >= Some(300) => {
                 record_service_error(&node, resp, context)
             }
             (_, Some(Err(err))) => {
@@ -368,7 +375,8 @@ fn orchestrator_error_kind<E>(
     }
 }
 
-/// A 4xx or 5xx answer: the service's error code and message as a remote exception.
+/// A 4xx or 5xx answer, or a redirect: the service's error code and message as a
+/// remote exception; an error unless the status says otherwise.
 fn record_service_error(
     node: &Node,
     resp: &HttpResponse,
