@@ -247,7 +247,7 @@ async fn a_missing_table_and_a_missing_key_are_client_errors() {
     let moto = Moto::start();
     create_table_and_bucket(&moto).await;
     let (ddb, s3c) = (dynamodb(&moto.endpoint, true), s3(&moto.endpoint, true));
-    let docs = invoke(&sampled(&xray_lambda::TraceId::new()), 3, move || {
+    let docs = invoke(&sampled(&xray_lambda::TraceId::new()), 4, move || {
         let (ddb, s3c) = (ddb.clone(), s3c.clone());
         async move {
             let err = ddb
@@ -265,9 +265,26 @@ async fn a_missing_table_and_a_missing_key_are_client_errors() {
                 .send()
                 .await
                 .is_err());
+            // A HEAD answer has no body to read the error from.
+            assert!(s3c
+                .head_object()
+                .bucket(BUCKET)
+                .key("does/not/exist.txt")
+                .send()
+                .await
+                .is_err());
         }
     })
     .await;
+    let head = aws_docs(&docs, "HeadObject")[0];
+    assert_eq!(head["error"], true);
+    assert!(head.get("fault").is_none());
+    let ex = &head["cause"]["exceptions"][0];
+    assert_eq!(
+        (&ex["type"], &ex["message"]),
+        (&json!("NotFound"), &json!("Not Found")),
+        "the code the SDK gives, and the status's reason: {head:#}"
+    );
     for (op, status, code, reference) in [
         (
             "PutItem",

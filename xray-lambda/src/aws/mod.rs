@@ -384,11 +384,23 @@ fn record_service_error(
 ) {
     let status = resp.status().as_u16();
     let (code, message) = error_code_and_message(resp);
-    let code = code.unwrap_or_else(|| format!("HTTP {status}"));
+    // What the SDK made of the answer, for what the answer itself does not say (a HEAD
+    // request's error has no body).
+    let sdk = match context.output_or_error() {
+        Some(Err(e)) => e.as_operation_error().map(ToString::to_string),
+        _ => None,
+    };
+    let (sdk_code, sdk_message) = sdk.as_deref().map_or((None, None), split_sdk_error);
+    let code = code
+        .or_else(|| sdk_code.map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP {status}"));
     let message = message
-        .or_else(|| match context.output_or_error() {
-            Some(Err(e)) => Some(e.to_string()),
-            _ => None,
+        .or_else(|| sdk_message.map(str::to_owned))
+        .or_else(|| {
+            let reason = http::StatusCode::from_u16(status)
+                .ok()?
+                .canonical_reason()?;
+            Some(reason.to_owned())
         })
         .unwrap_or_default();
     let kind = if THROTTLING_CODES.contains(&code.as_str()) {
@@ -397,6 +409,22 @@ fn record_service_error(
         ErrorKind::for_status(status).unwrap_or(ErrorKind::Error)
     };
     node.add_exceptions(vec![exception::remote(code, message)], kind);
+}
+
+/// An SDK error's text as its code and message: `NoSuchKey: The specified key does not
+/// exist.`, `NotFound` (code only). Text that does not start with a code (`unhandled
+/// error`) is all message.
+fn split_sdk_error(text: &str) -> (Option<&str>, Option<&str>) {
+    let (head, rest) = text
+        .split_once(": ")
+        .map_or((text, None), |(head, rest)| (head, Some(rest)));
+    let is_code = head.starts_with(|c: char| c.is_ascii_uppercase())
+        && head.bytes().all(|b| b.is_ascii_alphanumeric());
+    if is_code {
+        (Some(head), rest.filter(|r| !r.is_empty()))
+    } else {
+        (None, Some(text).filter(|t| !t.is_empty()))
+    }
 }
 
 /// The error code and message of an AWS error response: JSON (`__type`, `code`,
@@ -444,6 +472,23 @@ mod tests {
     use super::*;
     use crate::context::test_support::{within, Daemon};
     use aws_smithy_runtime_api::client::interceptors::context::{Input, InterceptorContext};
+
+    #[test]
+    fn an_sdk_error_text_splits_into_its_code_and_message() {
+        for (text, split) in [
+            (
+                "NoSuchKey: The specified key does not exist.",
+                (Some("NoSuchKey"), Some("The specified key does not exist.")),
+            ),
+            ("NotFound", (Some("NotFound"), None)),
+            ("NotFound: ", (Some("NotFound"), None)),
+            ("unhandled error", (None, Some("unhandled error"))),
+            ("Bad thing: happened", (None, Some("Bad thing: happened"))),
+            ("", (None, None)),
+        ] {
+            assert_eq!(split_sdk_error(text), split, "{text:?}");
+        }
+    }
 
     /// What `read_before_execution` leaves in a call's config bag under a trace.
     fn kept_for_a_call(sampled: bool) -> Option<bool> {
