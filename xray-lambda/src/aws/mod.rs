@@ -47,15 +47,11 @@ use crate::header::{TraceHeader, TRACE_HEADER};
 use crate::ErrorKind;
 use parameters::{request_parameters, ExtraParameter};
 
-/// Where services put the request id: most, S3, a few others. Parsed names again: a
-/// lookup by string parses it first.
-const REQUEST_ID_HEADERS: [http::HeaderName; 3] = [
-    http::HeaderName::from_static("x-amzn-requestid"),
-    http::HeaderName::from_static("x-amz-request-id"),
-    http::HeaderName::from_static("x-amzn-request-id"),
-];
+/// Where services put the request id, most usual first: most services, S3, a few
+/// others.
+const REQUEST_ID_HEADERS: [&str; 3] = ["x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id"];
 /// S3's extended request id.
-const ID_2_HEADER: http::HeaderName = http::HeaderName::from_static("x-amz-id-2");
+const ID_2_HEADER: &str = "x-amz-id-2";
 /// Subsegment name when the operation metadata is missing.
 const UNKNOWN_SERVICE: &str = "AWS";
 
@@ -254,24 +250,21 @@ impl Intercept for XRayInterceptor {
         }
         let retries = attempts.saturating_sub(1);
         let response = context.response();
+        let found = response.map(Found::in_response);
         node.with_record(|r| {
             if let Some(aws) = &mut r.aws {
                 aws.retries = retries;
-                if let Some(resp) = response {
-                    aws.request_id = REQUEST_ID_HEADERS
-                        .iter()
-                        .find_map(|name| header(resp, name))
-                        .map(str::to_owned);
-                    aws.id_2 = header(resp, &ID_2_HEADER).map(str::to_owned);
+                if let Some(found) = &found {
+                    aws.request_id = found.request_id.map(|(_, id)| id.to_owned());
+                    aws.id_2 = found.id_2.map(str::to_owned);
                 }
             }
-            if let Some(resp) = response {
+            if let (Some(resp), Some(found)) = (response, &found) {
                 r.http = Some(Box::new(Http {
                     request: None,
                     response: Some(document::HttpResponse {
                         status: resp.status().as_u16(),
-                        content_length: header(resp, &http::header::CONTENT_LENGTH)
-                            .and_then(|v| v.parse().ok()),
+                        content_length: found.content_length,
                     }),
                 }));
             }
@@ -310,10 +303,38 @@ fn is_presigned(request: &HttpRequest) -> bool {
         .is_some_and(|(_, query)| query.contains("X-Amz-Signature="))
 }
 
-/// The first value of a response header, if it is text.
-fn header<'a>(resp: &'a HttpResponse, name: &http::HeaderName) -> Option<&'a str> {
-    let value = resp.headers().get_all_bytes_by_name(name).next()?;
-    std::str::from_utf8(value).ok()
+/// The response headers a call records, found in one pass over them rather than a
+/// lookup (a hash of the name) for each.
+#[derive(Debug, Default)]
+struct Found<'a> {
+    /// The request id, and its header's place in [`REQUEST_ID_HEADERS`].
+    request_id: Option<(usize, &'a str)>,
+    id_2: Option<&'a str>,
+    content_length: Option<u64>,
+}
+
+impl<'a> Found<'a> {
+    /// The first value of each header that is text.
+    fn in_response(resp: &'a HttpResponse) -> Self {
+        let mut found = Found::default();
+        for (name, value) in resp.headers().iter_bytes() {
+            let Ok(value) = std::str::from_utf8(value) else {
+                continue;
+            };
+            if name == "content-length" {
+                if found.content_length.is_none() {
+                    found.content_length = value.parse().ok();
+                }
+            } else if name == ID_2_HEADER {
+                found.id_2.get_or_insert(value);
+            } else if let Some(rank) = REQUEST_ID_HEADERS.iter().position(|h| *h == name) {
+                if found.request_id.is_none_or(|(best, _)| rank < best) {
+                    found.request_id = Some((rank, value));
+                }
+            }
+        }
+        found
+    }
 }
 
 /// The call's request parameters (after identifying the call: which ones X-Ray records
@@ -472,6 +493,43 @@ mod tests {
     use super::*;
     use crate::context::test_support::{within, Daemon};
     use aws_smithy_runtime_api::client::interceptors::context::{Input, InterceptorContext};
+
+    #[test]
+    fn response_headers_are_found_in_one_pass_by_rank_and_first_value() {
+        let response = |headers: &[(&str, &[u8])]| {
+            let mut b = http::Response::builder().status(200);
+            for (name, value) in headers {
+                b = b.header(*name, http::HeaderValue::from_bytes(value).unwrap());
+            }
+            HttpResponse::try_from(b.body(aws_smithy_types::body::SdkBody::empty()).unwrap())
+                .unwrap()
+        };
+        let r = response(&[
+            ("x-amzn-request-id", b"third"),
+            ("Content-Length", b"12"),
+            ("x-amz-request-id", b"second"),
+            ("x-amz-id-2", b"id2"),
+            ("x-amz-id-2", b"later"),
+            ("content-length", b"99"),
+        ]);
+        let found = Found::in_response(&r);
+        assert_eq!(
+            found.request_id,
+            Some((1, "second")),
+            "the better-ranked header"
+        );
+        assert_eq!(found.id_2, Some("id2"), "the first value");
+        assert_eq!(found.content_length, Some(12));
+
+        let r = response(&[
+            ("x-amzn-requestid", b"\xff\xfe"),
+            ("x-amzn-request-id", b"readable"),
+            ("content-length", b"many"),
+        ]);
+        let found = Found::in_response(&r);
+        assert_eq!(found.request_id, Some((2, "readable")), "text only");
+        assert_eq!((found.id_2, found.content_length), (None, None));
+    }
 
     #[test]
     fn an_sdk_error_text_splits_into_its_code_and_message() {
