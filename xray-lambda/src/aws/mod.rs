@@ -259,7 +259,7 @@ impl Intercept for XRayInterceptor {
                     aws.id_2 = found.id_2.map(str::to_owned);
                 }
             }
-            if let (Some(resp), Some(found)) = (response, &found) {
+            if let Some((resp, found)) = response.zip(found.as_ref()) {
                 r.http = Some(Box::new(Http {
                     request: None,
                     response: Some(document::HttpResponse {
@@ -314,7 +314,8 @@ struct Found<'a> {
 }
 
 impl<'a> Found<'a> {
-    /// The first value of each header that is text.
+    /// The first value of each header that is text (of `content-length`, the first that
+    /// is a number).
     fn in_response(resp: &'a HttpResponse) -> Self {
         let mut found = Found::default();
         for (name, value) in resp.headers().iter_bytes() {
@@ -411,7 +412,10 @@ fn record_service_error(
         Some(Err(e)) => e.as_operation_error().map(ToString::to_string),
         _ => None,
     };
-    let (sdk_code, sdk_message) = sdk.as_deref().map_or((None, None), split_sdk_error);
+    let (sdk_code, sdk_message) = sdk
+        .as_deref()
+        .and_then(sdk_error_code)
+        .map_or((None, None), |(code, message)| (Some(code), message));
     let code = code
         .or_else(|| sdk_code.map(str::to_owned))
         .unwrap_or_else(|| format!("HTTP {status}"));
@@ -432,20 +436,17 @@ fn record_service_error(
     node.add_exceptions(vec![exception::remote(code, message)], kind);
 }
 
-/// An SDK error's text as its code and message: `NoSuchKey: The specified key does not
-/// exist.`, `NotFound` (code only). Text that does not start with a code (`unhandled
-/// error`) is all message.
-fn split_sdk_error(text: &str) -> (Option<&str>, Option<&str>) {
-    let (head, rest) = text
+/// The code and message of an SDK error's text that names a modeled error:
+/// `NoSuchKey: The specified key does not exist.`, `NotFound` (code only). `None` for
+/// text that does not start with a code (`unhandled error`), which says nothing a
+/// status's reason would not say better.
+fn sdk_error_code(text: &str) -> Option<(&str, Option<&str>)> {
+    let (code, message) = text
         .split_once(": ")
-        .map_or((text, None), |(head, rest)| (head, Some(rest)));
-    let is_code = head.starts_with(|c: char| c.is_ascii_uppercase())
-        && head.bytes().all(|b| b.is_ascii_alphanumeric());
-    if is_code {
-        (Some(head), rest.filter(|r| !r.is_empty()))
-    } else {
-        (None, Some(text).filter(|t| !t.is_empty()))
-    }
+        .map_or((text, None), |(code, message)| (code, Some(message)));
+    let is_code = code.starts_with(|c: char| c.is_ascii_uppercase())
+        && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    is_code.then_some((code, message.filter(|m| !m.is_empty())))
 }
 
 /// The error code and message of an AWS error response: JSON (`__type`, `code`,
@@ -532,19 +533,19 @@ mod tests {
     }
 
     #[test]
-    fn an_sdk_error_text_splits_into_its_code_and_message() {
+    fn an_sdk_error_text_gives_the_code_it_starts_with() {
         for (text, split) in [
             (
                 "NoSuchKey: The specified key does not exist.",
-                (Some("NoSuchKey"), Some("The specified key does not exist.")),
+                Some(("NoSuchKey", Some("The specified key does not exist."))),
             ),
-            ("NotFound", (Some("NotFound"), None)),
-            ("NotFound: ", (Some("NotFound"), None)),
-            ("unhandled error", (None, Some("unhandled error"))),
-            ("Bad thing: happened", (None, Some("Bad thing: happened"))),
-            ("", (None, None)),
+            ("NotFound", Some(("NotFound", None))),
+            ("NotFound: ", Some(("NotFound", None))),
+            ("unhandled error", None),
+            ("Bad thing: happened", None),
+            ("", None),
         ] {
-            assert_eq!(split_sdk_error(text), split, "{text:?}");
+            assert_eq!(sdk_error_code(text), split, "{text:?}");
         }
     }
 
