@@ -118,6 +118,11 @@ fn lambda_function(request: &HttpRequest) -> Option<String> {
     Some(percent_decode(rest.split('/').next().unwrap_or_default()))
 }
 
+/// Where a virtual-hosted S3 host name's bucket ends: `.s3.` (`bucket.s3.region…`,
+/// dual-stack), `.s3-` (FIPS, access points, Object Lambda, legacy regional hosts) and
+/// `.s3express-` (directory buckets). The last one found: a bucket name may hold one.
+const S3_HOST_MARKERS: [&str; 3] = [".s3.", ".s3-", ".s3express-"];
+
 /// Bucket, key and prefix from an S3 request: path-style (`/bucket/key`) or
 /// virtual-hosted (`bucket.s3.region.amazonaws.com/key`).
 fn s3_parameters(request: &HttpRequest, out: &mut serde_json::Map<String, Value>) {
@@ -128,9 +133,10 @@ fn s3_parameters(request: &HttpRequest, out: &mut serde_json::Map<String, Value>
         .split_once('?')
         .unwrap_or((path_and_query, ""));
     let host = host.split(':').next().unwrap_or(host);
-    let virtual_bucket = host
-        .find(".s3.")
-        .or_else(|| host.find(".s3-"))
+    let virtual_bucket = S3_HOST_MARKERS
+        .iter()
+        .filter_map(|marker| host.rfind(marker))
+        .max()
         .map(|i| &host[..i])
         .filter(|b| !b.is_empty());
     let (bucket, key) = match virtual_bucket {
@@ -401,6 +407,30 @@ mod tests {
             Value::Object(p),
             serde_json::json!({"bucket_name": "user-files", "key": "a b.txt", "version_id": "3"})
         );
+        for (host, bucket) in [
+            (
+                "reports--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com",
+                "reports--use1-az4--x-s3",
+            ),
+            ("logs.s3-fips.dualstack.us-east-1.amazonaws.com", "logs"),
+            (
+                "my.s3.archive.s3.dualstack.eu-west-1.amazonaws.com",
+                "my.s3.archive",
+            ),
+            ("media.s3-accesspoint.us-east-1.amazonaws.com", "media"),
+        ] {
+            let p = request_parameters(
+                "S3",
+                "GetObject",
+                &request(&format!("https://{host}/2026/q4.csv?x-id=GetObject"), ""),
+                &[],
+            );
+            assert_eq!(
+                Value::Object(p),
+                serde_json::json!({"bucket_name": bucket, "key": "2026/q4.csv"}),
+                "{host}"
+            );
+        }
         let p = request_parameters(
             "S3",
             "ListObjectsV2",
