@@ -193,17 +193,16 @@ impl Intercept for XRayInterceptor {
         let id = self.id();
         // A presigned request is signed here, to be sent later by someone else, if at
         // all: there is no call to record, and the trace is not theirs to join. (The
-        // SDK disables its own header-adding interceptors for it too.)
-        let presigned = is_presigned(context.request());
+        // SDK disables its own header-adding interceptors for it too.) Looked for only
+        // when there is a header to add: a call without a trace pays nothing for it.
         let (header, first_attempt_of) = match cfg.get_mut_from_interceptor_state::<Call>() {
             Some(call) if call.owner != id => return Ok(()),
-            Some(call) if presigned => {
+            Some(call) if is_presigned(context.request()) => {
                 if let Some(node) = call.node.take() {
                     node.discard();
                 }
                 return Ok(());
             }
-            _ if presigned => return Ok(()),
             Some(call) => {
                 call.attempts += 1;
                 let first = !std::mem::replace(&mut call.parameters_recorded, true);
@@ -212,6 +211,7 @@ impl Intercept for XRayInterceptor {
                 (call.header.to_wire(), node)
             }
             None => match context::current().and_then(|c| c.outgoing_header()) {
+                Some(_) if is_presigned(context.request()) => return Ok(()),
                 Some(header) => (header.to_wire(), None),
                 None => return Ok(()),
             },
@@ -409,7 +409,9 @@ fn record_service_error(
     // What the SDK made of the answer, for what the answer itself does not say (a HEAD
     // request's error has no body).
     let sdk = match context.output_or_error() {
-        Some(Err(e)) => e.as_operation_error().map(ToString::to_string),
+        Some(Err(e)) if code.is_none() || message.is_none() => {
+            e.as_operation_error().map(ToString::to_string)
+        }
         _ => None,
     };
     let (sdk_code, sdk_message) = sdk
