@@ -5,8 +5,16 @@
 # from their packages, xray-local's install, and `sam build` of the template.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Each stage's time, so a slow CI run says where its time went.
-stage() { echo "=== [$((SECONDS / 60))m$((SECONDS % 60))s] $*" >&2; }
+# Each stage's time and the disk left, so a slow or failed CI run says where its time
+# and space went.
+stage() {
+  echo "=== [$((SECONDS / 60))m$((SECONDS % 60))s] $* ($(df -h --output=avail . | tail -1 | tr -d ' ') free)" >&2
+}
+# Everything is built once here, on a disk shared with other work: no incremental
+# caches, and line tables as the only debug information (backtraces keep file and line).
+# Together they more than halve target/. Exported, so every nested cargo (trybuild,
+# the packaged crates' tests, sam build) builds the same way and reuses what it can.
+export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 stage setup
 SETUP_LINTERS=1 SETUP_BROWSER=1 . scripts/setup.sh
 stage fmt and clippy
