@@ -12,11 +12,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::reservoir::{draw, epoch_seconds, PerSecond};
+use super::reservoir::{draw, epoch_seconds, since_epoch, PerSecond};
 use super::SamplingRequest;
 use crate::glob::matches_ignoring_case;
 use crate::plain_http::{self, Endpoint};
@@ -174,9 +174,7 @@ impl Centralized {
     /// Fetches every page of rules and puts them in place, keeping the state of rules
     /// that were there before.
     fn fetch_rules(&self) -> io::Result<()> {
-        let asked_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let asked_at = since_epoch().as_secs_f64();
         let mut records = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -718,8 +716,7 @@ mod tests {
             "rules current as of the change are not asked for again"
         );
         // Modified after the rules in hand: asked for again at once, not in 5 minutes.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        *d.targets.lock().unwrap() = targets(now.as_secs_f64());
+        *d.targets.lock().unwrap() = targets(since_epoch().as_secs_f64());
         next_call(&rx, "/GetSamplingRules");
         // The first report after it comes once the new rules are in place, and is
         // answered with the same modification time as the one before.

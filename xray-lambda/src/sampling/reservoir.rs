@@ -1,14 +1,19 @@
 //! The two ways a rule samples: a reservoir of so many requests each second, and a
 //! fixed rate of the rest.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Wall-clock seconds since the epoch: reservoirs fill per second, and X-Ray's quota
-/// times are epoch seconds.
-pub(crate) fn epoch_seconds() -> u64 {
+/// Wall-clock time since the epoch: X-Ray's quota and rule modification times are
+/// epoch seconds.
+pub(crate) fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Whole seconds since the epoch: reservoirs fill per second.
+pub(crate) fn epoch_seconds() -> u64 {
+    since_epoch().as_secs()
 }
 
 /// Requests taken from a reservoir in the current second.
